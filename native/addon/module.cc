@@ -1,0 +1,85 @@
+// Module init: the classes and free functions JS sees (see lib/native.ts for their types).
+#include <napi.h>
+#include <torch/torch.h>
+
+#include "addon/guard.h"
+#include "addon/model.h"
+#include "addon/random.h"
+#include "addon/tensor.h"
+#include "checkpoint.h"
+
+namespace sdtorch::addon {
+namespace {
+
+using Tensors = std::shared_ptr<TensorFile>;
+
+Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "loadTensors(path): path must be a string");
+    std::string path = info[0].As<Napi::String>();
+    return Task<Tensors>::run(
+        info.Env(), [path] { return std::make_shared<TensorFile>(load_tensor_file(path)); },
+        [](Napi::Env env, Tensors& f) -> Napi::Value {
+          auto out = Napi::Object::New(env), tensors = Napi::Object::New(env), meta = Napi::Object::New(env);
+          for (auto& [k, t] : f->tensors) tensors.Set(k, TensorWrap::wrap(env, t));
+          for (auto& [k, v] : f->metadata) meta.Set(k, v);
+          out.Set("tensors", tensors);
+          out.Set("metadata", meta);
+          out.Set("format", f->format);
+          return out;
+        });
+  });
+}
+
+Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    if (!info[0].IsString() || !info[1].IsObject()) throw Napi::TypeError::New(info.Env(), "saveTensors(path, record)");
+    std::string path = info[0].As<Napi::String>();
+    auto rec = info[1].As<Napi::Object>();
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    auto keys = rec.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      std::string k = keys.Get(i).As<Napi::String>();
+      tensors.emplace_back(k, TensorWrap::unwrap(rec.Get(k), ("record['" + k + "']").c_str()));
+    }
+    std::map<std::string, std::string> meta;
+    if (info[2].IsObject()) {
+      auto m = info[2].As<Napi::Object>();
+      auto mk = m.GetPropertyNames();
+      for (uint32_t i = 0; i < mk.Length(); ++i) {
+        std::string k = mk.Get(i).As<Napi::String>();
+        meta[k] = m.Get(k).ToString().Utf8Value();
+      }
+    }
+    bool overwrite = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+    return Task<bool>::run(
+        info.Env(), [=] { save_safetensors(path, tensors, meta, overwrite); return true; },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
+  auto out = Napi::Object::New(info.Env());
+  out.Set("torchVersion", SDTORCH_TORCH_VERSION);
+  out.Set("cudaAvailable", torch::cuda::is_available());
+  out.Set("cudaDevices", double(torch::cuda::device_count()));
+  out.Set("threads", double(at::get_num_threads()));
+  return out;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  TensorWrap::Init(env, exports);
+  GeneratorWrap::Init(env, exports);
+  ModelWrap::Init(env, exports);
+  exports.Set("loadTensors", Napi::Function::New(env, LoadTensors));
+  exports.Set("saveTensors", Napi::Function::New(env, SaveTensors));
+  exports.Set("systemInfo", Napi::Function::New(env, SystemInfo));
+  return exports;
+}
+
+}  // namespace sdtorch::addon
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return sdtorch::addon::Init(env, exports); }
+NODE_API_MODULE(sdtorch, InitModule)

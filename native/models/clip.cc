@@ -1,0 +1,65 @@
+#include "models/clip.h"
+
+namespace sdtorch {
+
+namespace {
+LayerNorm layer_norm(int64_t width) { return LayerNorm(width, 1e-5); }
+}  // namespace
+
+ClipAttentionImpl::ClipAttentionImpl(int64_t width, int64_t heads) : heads(heads) {
+  q_proj = register_module("q_proj", Linear(width, width));
+  k_proj = register_module("k_proj", Linear(width, width));
+  v_proj = register_module("v_proj", Linear(width, width));
+  out_proj = register_module("out_proj", Linear(width, width));
+}
+
+at::Tensor ClipAttentionImpl::forward(const at::Tensor& x) {
+  return out_proj(attention(q_proj(x), k_proj(x), v_proj(x), heads, /*causal=*/true));
+}
+
+ClipMlpImpl::ClipMlpImpl(int64_t width, int64_t hidden) {
+  fc1 = register_module("fc1", Linear(width, hidden));
+  fc2 = register_module("fc2", Linear(hidden, width));
+}
+
+at::Tensor ClipMlpImpl::forward(const at::Tensor& x) {
+  auto h = fc1(x);
+  return fc2(h * at::sigmoid(1.702 * h));  // quick GELU, as CLIP was trained
+}
+
+ClipLayerImpl::ClipLayerImpl(const ClipConfig& c) {
+  self_attn = register_module("self_attn", ClipAttention(c.width, c.heads));
+  layer_norm1 = register_module("layer_norm1", layer_norm(c.width));
+  mlp = register_module("mlp", ClipMlp(c.width, c.mlp));
+  layer_norm2 = register_module("layer_norm2", layer_norm(c.width));
+}
+
+at::Tensor ClipLayerImpl::forward(const at::Tensor& x) {
+  auto h = x + self_attn(layer_norm1(x));
+  return h + mlp(layer_norm2(h));
+}
+
+ClipEmbeddingsImpl::ClipEmbeddingsImpl(const ClipConfig& c) {
+  token_embedding = register_module("token_embedding", Embedding(c.vocab, c.width));
+  position_embedding = register_module("position_embedding", Embedding(c.positions, c.width));
+}
+
+ClipEncoderImpl::ClipEncoderImpl(const ClipConfig& c) {
+  layers = register_module("layers", nn::ModuleList());
+  for (int64_t i = 0; i < c.layers; ++i) layers->push_back(ClipLayer(c));
+}
+
+ClipTextModelImpl::ClipTextModelImpl(const ClipConfig& c) {
+  embeddings = register_module("embeddings", ClipEmbeddings(c));
+  encoder = register_module("encoder", ClipEncoder(c));
+  final_layer_norm = register_module("final_layer_norm", layer_norm(c.width));
+}
+
+at::Tensor ClipTextModelImpl::forward(const at::Tensor& ids) {
+  auto positions = at::arange(ids.size(1), ids.options().dtype(at::kLong));
+  auto x = embeddings->token_embedding(ids) + embeddings->position_embedding(positions);
+  for (const auto& layer : *encoder->layers) x = layer->as<ClipLayer>()->forward(x);
+  return final_layer_norm(x);
+}
+
+}  // namespace sdtorch

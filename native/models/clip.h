@@ -1,0 +1,54 @@
+// CLIP ViT-L/14 text encoder (SD 1.x conditioning). Names mirror
+// `cond_stage_model.transformer.text_model.*`.
+#pragma once
+#include "models/config.h"
+#include "models/layers.h"
+
+namespace sdtorch {
+
+struct ClipAttentionImpl : nn::Module {
+  ClipAttentionImpl(int64_t width, int64_t heads);
+  at::Tensor forward(const at::Tensor& x);  // causal self-attention, [B, 77, C]
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  int64_t heads;
+};
+TORCH_MODULE(ClipAttention);
+
+struct ClipMlpImpl : nn::Module {
+  ClipMlpImpl(int64_t width, int64_t hidden);
+  at::Tensor forward(const at::Tensor& x);  // fc2(quick_gelu(fc1(x)))
+  Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(ClipMlp);
+
+struct ClipLayerImpl : nn::Module {
+  explicit ClipLayerImpl(const ClipConfig& c);
+  at::Tensor forward(const at::Tensor& x);  // pre-norm residual block
+  LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+  ClipAttention self_attn{nullptr};
+  ClipMlp mlp{nullptr};
+};
+TORCH_MODULE(ClipLayer);
+
+struct ClipEmbeddingsImpl : nn::Module {
+  explicit ClipEmbeddingsImpl(const ClipConfig& c);
+  Embedding token_embedding{nullptr}, position_embedding{nullptr};
+};
+TORCH_MODULE(ClipEmbeddings);
+
+struct ClipEncoderImpl : nn::Module {
+  explicit ClipEncoderImpl(const ClipConfig& c);
+  nn::ModuleList layers;
+};
+TORCH_MODULE(ClipEncoder);
+
+struct ClipTextModelImpl : nn::Module {
+  explicit ClipTextModelImpl(const ClipConfig& c);
+  at::Tensor forward(const at::Tensor& ids);  // int64 [B, 77] -> last hidden state [B, 77, width]
+  ClipEmbeddings embeddings{nullptr};
+  ClipEncoder encoder{nullptr};
+  LayerNorm final_layer_norm{nullptr};
+};
+TORCH_MODULE(ClipTextModel);
+
+}  // namespace sdtorch

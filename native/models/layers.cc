@@ -1,0 +1,60 @@
+#include "models/layers.h"
+
+namespace sdtorch {
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
+  weight = register_parameter("weight", torch::empty({out, in}));
+  if (has_bias) bias = register_parameter("bias", torch::empty({out}));
+}
+
+Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding)
+    : stride(stride), padding(padding) {
+  weight = register_parameter("weight", torch::empty({out, in, kernel, kernel}));
+  bias = register_parameter("bias", torch::empty({out}));
+}
+
+GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, double eps) : groups(groups), eps(eps) {
+  weight = register_parameter("weight", torch::empty({channels}));
+  bias = register_parameter("bias", torch::empty({channels}));
+}
+
+LayerNormImpl::LayerNormImpl(int64_t dim, double eps) : eps(eps) {
+  weight = register_parameter("weight", torch::empty({dim}));
+  bias = register_parameter("bias", torch::empty({dim}));
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t count, int64_t dim) { weight = register_parameter("weight", torch::empty({count, dim})); }
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, bool causal) {
+  // [B, N, H*D] -> [B, H, N, D]
+  auto split = [heads](const at::Tensor& t) { return t.unflatten(-1, {heads, -1}).transpose(1, 2); };
+  auto o = at::scaled_dot_product_attention(split(q), split(k), split(v), {}, 0.0, causal);
+  return o.transpose(1, 2).flatten(2);
+}
+
+CrossAttentionImpl::CrossAttentionImpl(int64_t dim, int64_t context_dim, int64_t heads) : heads(heads) {
+  to_q = register_module("to_q", Linear(dim, dim, false));
+  to_k = register_module("to_k", Linear(context_dim, dim, false));
+  to_v = register_module("to_v", Linear(context_dim, dim, false));
+  to_out = register_module("to_out", nn::ModuleList(Linear(dim, dim)));
+}
+
+at::Tensor CrossAttentionImpl::forward(const at::Tensor& x, const at::Tensor& context) {
+  auto o = attention(to_q(x), to_k(context), to_v(context), heads);
+  return to_out[0]->as<Linear>()->forward(o);
+}
+
+GEGLUImpl::GEGLUImpl(int64_t dim, int64_t inner) { proj = register_module("proj", Linear(dim, inner * 2)); }
+
+at::Tensor GEGLUImpl::forward(const at::Tensor& x) {
+  auto parts = proj(x).chunk(2, -1);
+  return parts[0] * at::gelu(parts[1]);
+}
+
+FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {
+  net = register_module("net", nn::Sequential(GEGLU(dim, dim * mult), nn::Dropout(0.0), Linear(dim * mult, dim)));
+}
+
+at::Tensor FeedForwardImpl::forward(const at::Tensor& x) { return net->forward(x); }
+
+}  // namespace sdtorch

@@ -1,0 +1,79 @@
+// Building blocks shared by CLIP, the VAE and the UNet. Shapes: images NCHW, sequences [B, N, C].
+#pragma once
+#include <torch/torch.h>
+
+namespace sdtorch {
+
+namespace nn = torch::nn;
+
+// Parameter-holding layers with the usual names (weight, bias) and no initialisation: every value
+// comes from the checkpoint, so random init would only cost seconds at load time.
+struct LinearImpl : nn::Module {
+  LinearImpl(int64_t in, int64_t out, bool bias = true);
+  at::Tensor forward(const at::Tensor& x) { return at::linear(x, weight, bias); }
+  at::Tensor weight, bias;
+};
+TORCH_MODULE(Linear);
+
+struct Conv2dImpl : nn::Module {
+  Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0);
+  at::Tensor forward(const at::Tensor& x) { return at::conv2d(x, weight, bias, stride, padding); }
+  at::Tensor weight, bias;
+  int64_t stride, padding;
+};
+TORCH_MODULE(Conv2d);
+
+struct GroupNormImpl : nn::Module {
+  GroupNormImpl(int64_t groups, int64_t channels, double eps);
+  at::Tensor forward(const at::Tensor& x) { return at::group_norm(x, groups, weight, bias, eps); }
+  at::Tensor weight, bias;
+  int64_t groups;
+  double eps;
+};
+TORCH_MODULE(GroupNorm);
+
+struct LayerNormImpl : nn::Module {
+  LayerNormImpl(int64_t dim, double eps);
+  at::Tensor forward(const at::Tensor& x) { return at::layer_norm(x, {weight.size(0)}, weight, bias, eps); }
+  at::Tensor weight, bias;
+  double eps;
+};
+TORCH_MODULE(LayerNorm);
+
+struct EmbeddingImpl : nn::Module {
+  EmbeddingImpl(int64_t count, int64_t dim);
+  at::Tensor forward(const at::Tensor& ids) { return at::embedding(weight, ids); }
+  at::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+// Multi-head attention over [B, N, C] projections through SDPA (flash/mem-efficient where available).
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, bool causal = false);
+
+// Cross/self attention with the LDM names: to_q, to_k, to_v (no bias), to_out.0.
+struct CrossAttentionImpl : nn::Module {
+  CrossAttentionImpl(int64_t dim, int64_t context_dim, int64_t heads);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& context);
+  Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
+  nn::ModuleList to_out;
+  int64_t heads;
+};
+TORCH_MODULE(CrossAttention);
+
+// GEGLU feed-forward: ff.net.0.proj (dim -> 8 dim, half gates the other half), ff.net.2 (4 dim -> dim).
+struct GEGLUImpl : nn::Module {
+  GEGLUImpl(int64_t dim, int64_t inner);
+  at::Tensor forward(const at::Tensor& x);
+  Linear proj{nullptr};
+};
+TORCH_MODULE(GEGLU);
+
+struct FeedForwardImpl : nn::Module {
+  FeedForwardImpl(int64_t dim, int64_t mult = 4);
+  at::Tensor forward(const at::Tensor& x);
+  nn::Sequential net;
+};
+TORCH_MODULE(FeedForward);
+
+
+}  // namespace sdtorch

@@ -1,0 +1,117 @@
+#include "models/vae.h"
+
+namespace sdtorch {
+
+namespace {
+constexpr double kEps = 1e-6;
+}
+
+VaeResBlockImpl::VaeResBlockImpl(int64_t in, int64_t out, int64_t groups) {
+  norm1 = register_module("norm1", GroupNorm(groups, in, kEps));
+  conv1 = register_module("conv1", Conv2d(in, out, 3, 1, 1));
+  norm2 = register_module("norm2", GroupNorm(groups, out, kEps));
+  conv2 = register_module("conv2", Conv2d(out, out, 3, 1, 1));
+  if (in != out) nin_shortcut = register_module("nin_shortcut", Conv2d(in, out, 1));
+}
+
+at::Tensor VaeResBlockImpl::forward(const at::Tensor& x) {
+  auto h = conv1(at::silu(norm1(x)));
+  h = conv2(at::silu(norm2(h)));
+  return (nin_shortcut ? nin_shortcut(x) : x) + h;
+}
+
+VaeAttentionImpl::VaeAttentionImpl(int64_t ch, int64_t groups) {
+  norm = register_module("norm", GroupNorm(groups, ch, kEps));
+  q = register_module("q", Conv2d(ch, ch, 1));
+  k = register_module("k", Conv2d(ch, ch, 1));
+  v = register_module("v", Conv2d(ch, ch, 1));
+  proj_out = register_module("proj_out", Conv2d(ch, ch, 1));
+}
+
+at::Tensor VaeAttentionImpl::forward(const at::Tensor& x) {
+  auto h = norm(x);
+  auto seq = [](const at::Tensor& t) { return t.flatten(2).transpose(1, 2); };  // [B,C,H,W] -> [B,HW,C]
+  auto o = attention(seq(q(h)), seq(k(h)), seq(v(h)), 1);
+  return x + proj_out(o.transpose(1, 2).reshape(x.sizes()));
+}
+
+VaeMidImpl::VaeMidImpl(int64_t ch, int64_t groups) {
+  block_1 = register_module("block_1", VaeResBlock(ch, ch, groups));
+  attn_1 = register_module("attn_1", VaeAttention(ch, groups));
+  block_2 = register_module("block_2", VaeResBlock(ch, ch, groups));
+}
+
+at::Tensor VaeMidImpl::forward(const at::Tensor& x) { return block_2(attn_1(block_1(x))); }
+
+VaeLevelImpl::VaeLevelImpl(int64_t in, int64_t out, int64_t blocks, int64_t groups, const char* resample_kind) {
+  block = register_module("block", nn::ModuleList());
+  for (int64_t j = 0; j < blocks; ++j) block->push_back(VaeResBlock(j == 0 ? in : out, out, groups));
+  if (resample_kind) {
+    down = std::string(resample_kind) == "downsample";
+    auto m = nn::Sequential();
+    resample = Conv2d(out, out, 3, down ? 2 : 1, down ? 0 : 1);
+    m->push_back("conv", resample);
+    register_module(resample_kind, m);
+  }
+}
+
+at::Tensor VaeLevelImpl::forward(at::Tensor x) {
+  for (const auto& b : *block) x = b->as<VaeResBlock>()->forward(x);
+  if (!resample) return x;
+  if (down) return resample(at::constant_pad_nd(x, {0, 1, 0, 1}));  // the original asymmetric padding
+  return resample(at::upsample_nearest2d(x, {x.size(2) * 2, x.size(3) * 2}));
+}
+
+VaeEncoderImpl::VaeEncoderImpl(const VaeConfig& c) {
+  const int64_t levels = c.mult.size(), top = c.ch * c.mult.back();
+  conv_in = register_module("conv_in", Conv2d(3, c.ch, 3, 1, 1));
+  down = register_module("down", nn::ModuleList());
+  for (int64_t i = 0; i < levels; ++i) {
+    int64_t in = c.ch * (i == 0 ? 1 : c.mult[i - 1]), out = c.ch * c.mult[i];
+    down->push_back(VaeLevel(in, out, c.res_blocks, c.groups, i + 1 < levels ? "downsample" : nullptr));
+  }
+  mid = register_module("mid", VaeMid(top, c.groups));
+  norm_out = register_module("norm_out", GroupNorm(c.groups, top, kEps));
+  conv_out = register_module("conv_out", Conv2d(top, 2 * c.z, 3, 1, 1));
+}
+
+at::Tensor VaeEncoderImpl::forward(const at::Tensor& image) {
+  auto x = conv_in(image);
+  for (const auto& level : *down) x = level->as<VaeLevel>()->forward(x);
+  return conv_out(at::silu(norm_out(mid(x))));
+}
+
+VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& c) {
+  const int64_t levels = c.mult.size(), top = c.ch * c.mult.back();
+  conv_in = register_module("conv_in", Conv2d(c.z, top, 3, 1, 1));
+  mid = register_module("mid", VaeMid(top, c.groups));
+  up = register_module("up", nn::ModuleList());
+  for (int64_t i = 0; i < levels; ++i) {
+    int64_t in = c.ch * (i + 1 < levels ? c.mult[i + 1] : c.mult[i]), out = c.ch * c.mult[i];
+    up->push_back(VaeLevel(in, out, c.res_blocks + 1, c.groups, i > 0 ? "upsample" : nullptr));
+  }
+  norm_out = register_module("norm_out", GroupNorm(c.groups, c.ch * c.mult[0], kEps));
+  conv_out = register_module("conv_out", Conv2d(c.ch * c.mult[0], 3, 3, 1, 1));
+}
+
+at::Tensor VaeDecoderImpl::forward(const at::Tensor& z) {
+  auto x = mid(conv_in(z));
+  for (size_t i = up->size(); i-- > 0;) x = up[i]->as<VaeLevel>()->forward(x);
+  return conv_out(at::silu(norm_out(x)));
+}
+
+AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& c) {
+  encoder = register_module("encoder", VaeEncoder(c));
+  decoder = register_module("decoder", VaeDecoder(c));
+  quant_conv = register_module("quant_conv", Conv2d(2 * c.z, 2 * c.z, 1));
+  post_quant_conv = register_module("post_quant_conv", Conv2d(c.z, c.z, 1));
+}
+
+at::Tensor AutoencoderKLImpl::encode(const at::Tensor& image) {
+  auto moments = quant_conv(encoder(image)).chunk(2, 1);
+  return at::cat({moments[0], moments[1].clamp(-30.0, 20.0)}, 1);
+}
+
+at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z) { return decoder(post_quant_conv(z)); }
+
+}  // namespace sdtorch
