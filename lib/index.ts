@@ -1,0 +1,33 @@
+// sdtorch: Stable Diffusion for Node.js. The public API (see README.md).
+import { loadedFrom, native, type SystemInfo } from './native';
+import { Tensor } from './tensor';
+
+export { Tensor, Generator, randn } from './tensor';
+export type { DType, TypedArray, Operand } from './tensor';
+export { CLIPTokenizer } from './tokenizer';
+export { Pipeline, loadPipeline } from './pipeline';
+export type { LoadOptions } from './pipeline';
+
+/** Reads a .safetensors or PyTorch .ckpt file (memory-mapped; .ckpt through a restricted unpickler). */
+export async function loadTensors(path: string): Promise<Record<string, Tensor>> {
+  const { tensors } = await native().loadTensors(path);
+  return Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, new Tensor(t)]));
+}
+
+export interface SaveOptions {
+  metadata?: Record<string, string>;
+  /** Replace an existing file (default false: an existing file is an error). */
+  overwrite?: boolean;
+}
+
+/** Writes a .safetensors file atomically; Python's safetensors reads it back bit for bit. */
+export async function saveTensors(path: string, tensors: Record<string, Tensor>, options: SaveOptions = {}): Promise<void> {
+  const handles = Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, t.handle]));
+  await native().saveTensors(path, handles, options.metadata ?? {}, options.overwrite ?? false);
+}
+
+/** What the loaded native side is: libtorch version, CUDA, threads, and which binary loaded. */
+export function systemInfo(): SystemInfo & { binary: string } {
+  const info = native().systemInfo();
+  return { ...info, binary: loadedFrom };
+}
