@@ -68,6 +68,7 @@ export interface Binding {
   loadTensors(path: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string>; format: string }>;
   saveTensors(path: string, record: Record<string, NativeTensor>, metadata?: Record<string, string>, overwrite?: boolean): Promise<void>;
   systemInfo(): SystemInfo;
+  presetManifest(preset: 'sd15' | 'tiny'): Array<[string, number[]]>;
 }
 
 export const packageRoot = path.resolve(__dirname, '..');

@@ -7,6 +7,7 @@
 #include "addon/random.h"
 #include "addon/tensor.h"
 #include "checkpoint.h"
+#include "models/stable_diffusion.h"
 
 namespace sdtorch::addon {
 namespace {
@@ -58,6 +59,22 @@ Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value PresetManifest(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    auto entries = preset_manifest(info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "");
+    auto out = Napi::Array::New(info.Env(), entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      auto shape = Napi::Array::New(info.Env(), entries[i].second.size());
+      for (size_t d = 0; d < entries[i].second.size(); ++d) shape.Set(uint32_t(d), double(entries[i].second[d]));
+      auto pair = Napi::Array::New(info.Env(), 2);
+      pair.Set(0u, entries[i].first);
+      pair.Set(1u, shape);
+      out.Set(uint32_t(i), pair);
+    }
+    return out;
+  });
+}
+
 Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   auto out = Napi::Object::New(info.Env());
   out.Set("torchVersion", SDTORCH_TORCH_VERSION);
@@ -75,6 +92,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::Init(env, exports);
   exports.Set("loadTensors", Napi::Function::New(env, LoadTensors));
   exports.Set("saveTensors", Napi::Function::New(env, SaveTensors));
+  exports.Set("presetManifest", Napi::Function::New(env, PresetManifest));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo));
   return exports;
 }

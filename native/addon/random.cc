@@ -32,8 +32,7 @@ GeneratorWrap::GeneratorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
 Napi::Value GeneratorWrap::Randn(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto shape = parse_shape(info[0], "shape");
-    // The generator is not thread-safe; draws happen on the JS thread, in call order.
-    std::lock_guard<std::mutex> lock(generator_.mutex());
+    // Draws happen on the JS thread, in call order (libtorch locks the generator itself).
     return TensorWrap::wrap(info.Env(), at::randn(shape, generator_, at::TensorOptions().dtype(at::kFloat)));
   });
 }

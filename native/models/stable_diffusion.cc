@@ -74,6 +74,19 @@ std::string checkpoint_family(const TensorFile& f) {
   return "unknown";
 }
 
+std::vector<std::pair<std::string, std::vector<int64_t>>> preset_manifest(const std::string& preset) {
+  if (preset != "sd15" && preset != "tiny") throw std::invalid_argument("unknown preset '" + preset + "'; use sd15 or tiny");
+  SDConfig c = preset == "tiny" ? tiny_config() : sd15_config();
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  auto add = [&](const nn::Module& m, const char* prefix) {
+    for (const auto& p : m.named_parameters()) out.emplace_back(prefix + p.key(), p.value().sizes().vec());
+  };
+  add(*UNetModel(c.unet), kUNet);
+  add(*AutoencoderKL(c.vae), kVae);
+  add(*ClipTextModel(c.clip), kClip);
+  return out;
+}
+
 std::shared_ptr<StableDiffusion> load_stable_diffusion(const TensorFile& file, const std::string& path, at::Device device,
                                                        at::ScalarType dtype) {
   const std::string family = checkpoint_family(file);

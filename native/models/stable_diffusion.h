@@ -22,6 +22,9 @@ struct StableDiffusion {
 // "lora", "vae", "unet", "unknown".
 std::string checkpoint_family(const TensorFile& file);
 
+// File key -> shape for every model tensor of a preset ("sd15" or "tiny"), for writing test checkpoints.
+std::vector<std::pair<std::string, std::vector<int64_t>>> preset_manifest(const std::string& preset);
+
 // Throws with a message naming the missing/mis-shaped tensor, or saying what the file is instead.
 std::shared_ptr<StableDiffusion> load_stable_diffusion(const TensorFile& file, const std::string& path, at::Device device,
                                                        at::ScalarType dtype);
