@@ -13,7 +13,7 @@ export interface NativeTensor {
   toBuffer(): { buffer: ArrayBuffer; dtype: DType };
   to(device?: string, dtype?: DType): NativeTensor;
   binary(op: 'add' | 'sub' | 'mul' | 'div', other: NativeTensor | number): NativeTensor;
-  unary(op: 'sqrt' | 'neg' | 'clone' | 'contiguous'): NativeTensor;
+  unary(op: 'sqrt' | 'exp' | 'neg' | 'clone' | 'contiguous'): NativeTensor;
   unary(op: 'allFinite'): boolean;
   unary(op: 'sum' | 'norm'): number;
   clamp(min?: number, max?: number): NativeTensor;

@@ -1,8 +1,25 @@
 // Orchestration only: loading, and (in generate) prompt -> context, noise, sampling, decode.
 import path from 'node:path';
 import { native, type DType, type NativeModel } from './native';
+import { guidedEps } from './denoiser';
+import { encodePng, formatInfotext, loadImage, modelHash, toImageData } from './image';
 import { TextEncoder, Tokenizer, UNet, VAE } from './models';
+import { resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
+import { displayName, getSampler, type SamplerOptions } from './samplers';
+import { Generator, Tensor } from './tensor';
 import { CLIPTokenizer } from './tokenizer';
+
+/** The SD 1.x VAE's latent scale: UNet latents = 0.18215 * VAE latents. */
+export const LATENT_SCALE = 0.18215;
+
+export interface GenerateResult {
+  /** PNGs with A1111 "parameters" infotext (empty when decode is false). */
+  images: Buffer[];
+  /** Final latents [B,4,h,w] in UNet space, before decoding. */
+  latents: Tensor;
+  seed: number | bigint;
+  infotexts: string[];
+}
 
 export interface LoadOptions {
   /** 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available). Default 'auto'. */
@@ -37,6 +54,91 @@ export class Pipeline {
 
   get name(): string {
     return path.basename(this.path).replace(/\.(safetensors|ckpt|pt|pth)$/, '');
+  }
+
+  /** txt2img, or img2img when `image` is given. Noise is drawn as diffusers draws it: same seed, same image. */
+  async generate(options: GenerateOptions): Promise<GenerateResult> {
+    const o = resolveOptions(options);
+    const { sampler, schedule } = getSampler(o.sampler, o.schedule);
+    const generator = new Generator(o.seed);
+    const idle = options.idleDevice;
+    const stage = async <T>(net: TextEncoder | UNet | VAE, work: () => Promise<T>): Promise<T> => {
+      if (!idle || idle === this.device) return work();
+      await net.to(this.device);
+      try {
+        return await work();
+      } finally {
+        await net.to(idle);
+      }
+    };
+
+    // Prompts: each repeated batchSize times, in diffusers' order (p0, p0, p1, p1, ...).
+    const repeat = (xs: string[]) => xs.flatMap((x) => Array<string>(o.batchSize).fill(x));
+    const guided = o.cfgScale > 1;
+    const [context, uncond] = await stage(this.textEncoder, async () => [
+      await this.textEncoder.forward(this.tokenizer.encode(repeat(o.prompts))),
+      guided ? await this.textEncoder.forward(this.tokenizer.encode(repeat(o.negatives))) : null,
+    ]);
+
+    const batch = o.prompts.length * o.batchSize;
+    const opts: SamplerOptions = { steps: o.steps, schedule, generator, signal: options.signal };
+    let x: Tensor;
+    let size: { width: number; height: number };
+    if (options.image !== undefined) {
+      const image = await loadImage(options.image, o.width && o.height ? { width: o.width, height: o.height } : undefined);
+      size = { height: image.shape[2]!, width: image.shape[3]! };
+      opts.strength = o.strength;
+      // VAE posterior sample, then the forward noise for the start step: two draws, in this order.
+      const moments = await stage(this.vae, () => this.vae.encode(image));
+      const [mean, logvar] = moments.chunk(2, 1);
+      const z = mean!.add(logvar!.mul(0.5).exp().mul(generator.randn(mean!.shape))).mul(LATENT_SCALE);
+      const init = Tensor.cat(Array<Tensor>(batch).fill(z));
+      x = sampler.addNoise(init, generator.randn(init.shape), opts);
+    } else {
+      size = { width: o.width ?? 512, height: o.height ?? 512 };
+      const shape = [batch, 4, size.height / 8, size.width / 8];
+      const noise = options.latents ?? generator.randn(shape);
+      if (options.latents && noise.shape.join() !== shape.join())
+        throw new RangeError(`generate(): latents must have shape [${shape.join(', ')}], got [${noise.shape.join(', ')}]`);
+      x = sampler.init(noise, opts);
+    }
+
+    const total = sampler.evaluations(opts);
+    const started = performance.now();
+    opts.onStep = (step) => {
+      const elapsedMs = performance.now() - started;
+      const itPerSec = step / (elapsedMs / 1000);
+      options.onProgress?.({ step, total, elapsedMs, itPerSec, etaMs: ((total - step) / itPerSec) * 1000 });
+    };
+    const eps = guidedEps(this.unet, context, uncond, o.cfgScale);
+    const latents = await stage(this.unet, () => sampler.sample(eps, x, opts));
+    if (options.decode === false) return { images: [], latents, seed: o.seed, infotexts: [] };
+
+    const decoded = await stage(this.vae, () => this.vae.decode(latents.div(LATENT_SCALE)));
+    const infotexts = await this.infotexts(o, options, size);
+    const images = await Promise.all(toImageData(decoded).map((img, i) => encodePng(img, infotexts[i])));
+    return { images, latents, seed: o.seed, infotexts };
+  }
+
+  private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: { width: number; height: number }): Promise<string[]> {
+    const hash = await modelHash(this.path);
+    const batch = o.prompts.length * o.batchSize;
+    return Array.from({ length: batch }, (_, i) =>
+      formatInfotext({
+        prompt: o.prompts[Math.floor(i / o.batchSize)]!,
+        negativePrompt: o.negatives[Math.floor(i / o.batchSize)]!,
+        steps: o.steps,
+        sampler: displayName(o.sampler, o.schedule),
+        cfgScale: o.cfgScale,
+        seed: Number(o.seed),
+        width: size.width,
+        height: size.height,
+        modelHash: hash,
+        modelName: this.name,
+        ...(options.image !== undefined ? { strength: o.strength } : {}),
+        ...(batch > 1 ? { batchSize: batch, batchPos: i } : {}),
+      }),
+    );
   }
 
   /** Frees the weights; safe to call twice. */

@@ -88,6 +88,9 @@ export class Tensor {
   sqrt(): Tensor {
     return new Tensor(this.handle.unary('sqrt'));
   }
+  exp(): Tensor {
+    return new Tensor(this.handle.unary('exp'));
+  }
   clone(): Tensor {
     return new Tensor(this.handle.unary('clone'));
   }

@@ -210,6 +210,7 @@ Napi::Value TensorWrap::Unary(const Napi::CallbackInfo& info) {
     at::Tensor& a = live(info.Env());
     if (op == "sqrt") return wrap(info.Env(), a.sqrt());
     if (op == "neg") return wrap(info.Env(), a.neg());
+    if (op == "exp") return wrap(info.Env(), a.exp());
     if (op == "clone") return wrap(info.Env(), a.clone());
     if (op == "contiguous") return wrap(info.Env(), a.contiguous());
     if (op == "allFinite") return Napi::Boolean::New(info.Env(), at::isfinite(a).all().item<bool>());
