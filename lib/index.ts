@@ -5,8 +5,12 @@ import { Tensor } from './tensor';
 export { Tensor, Generator, randn } from './tensor';
 export type { DType, TypedArray, Operand } from './tensor';
 export { CLIPTokenizer } from './tokenizer';
-export { Pipeline, loadPipeline } from './pipeline';
-export type { LoadOptions } from './pipeline';
+export { Pipeline, loadPipeline, LATENT_SCALE } from './pipeline';
+export type { LoadOptions, GenerateResult } from './pipeline';
+export type { GenerateOptions, Progress } from './options';
+export { samplerNames } from './samplers';
+export { preloadModelsFromStandardWeights, generate } from './compat';
+export type { StandardModels, SeedGenerateArgs } from './compat';
 
 /** Reads a .safetensors or PyTorch .ckpt file (memory-mapped; .ckpt through a restricted unpickler). */
 export async function loadTensors(path: string): Promise<Record<string, Tensor>> {

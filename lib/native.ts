@@ -68,6 +68,7 @@ export interface Binding {
   loadTensors(path: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string>; format: string }>;
   saveTensors(path: string, record: Record<string, NativeTensor>, metadata?: Record<string, string>, overwrite?: boolean): Promise<void>;
   systemInfo(): SystemInfo;
+  inspectFile(path: string): Promise<{ format: string; family: string; tensors: Array<{ name: string; dtype: DType; numel: number }> }>;
   presetManifest(preset: 'sd15' | 'tiny'): Array<[string, number[]]>;
 }
 

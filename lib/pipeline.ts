@@ -5,7 +5,7 @@ import { guidedEps } from './denoiser';
 import { encodePng, formatInfotext, loadImage, modelHash, toImageData } from './image';
 import { TextEncoder, Tokenizer, UNet, VAE } from './models';
 import { resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
-import { displayName, getSampler, type SamplerOptions } from './samplers';
+import { getSampler, type SamplerOptions } from './samplers';
 import { Generator, Tensor } from './tensor';
 import { CLIPTokenizer } from './tokenizer';
 
@@ -59,7 +59,7 @@ export class Pipeline {
   /** txt2img, or img2img when `image` is given. Noise is drawn as diffusers draws it: same seed, same image. */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
     const o = resolveOptions(options);
-    const { sampler, schedule } = getSampler(o.sampler, o.schedule);
+    const { sampler, schedule, label } = getSampler(o.sampler, o.schedule);
     const generator = new Generator(o.seed);
     const idle = options.idleDevice;
     const stage = async <T>(net: TextEncoder | UNet | VAE, work: () => Promise<T>): Promise<T> => {
@@ -115,12 +115,12 @@ export class Pipeline {
     if (options.decode === false) return { images: [], latents, seed: o.seed, infotexts: [] };
 
     const decoded = await stage(this.vae, () => this.vae.decode(latents.div(LATENT_SCALE)));
-    const infotexts = await this.infotexts(o, options, size);
+    const infotexts = await this.infotexts(o, options, size, label);
     const images = await Promise.all(toImageData(decoded).map((img, i) => encodePng(img, infotexts[i])));
     return { images, latents, seed: o.seed, infotexts };
   }
 
-  private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: { width: number; height: number }): Promise<string[]> {
+  private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: { width: number; height: number }, sampler: string): Promise<string[]> {
     const hash = await modelHash(this.path);
     const batch = o.prompts.length * o.batchSize;
     return Array.from({ length: batch }, (_, i) =>
@@ -128,7 +128,7 @@ export class Pipeline {
         prompt: o.prompts[Math.floor(i / o.batchSize)]!,
         negativePrompt: o.negatives[Math.floor(i / o.batchSize)]!,
         steps: o.steps,
-        sampler: displayName(o.sampler, o.schedule),
+        sampler,
         cfgScale: o.cfgScale,
         seed: Number(o.seed),
         width: size.width,

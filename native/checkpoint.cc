@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -41,6 +42,11 @@ at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at:
   return torch::from_blob(ptr, shape, [file](void*) {}, at::TensorOptions().dtype(dtype));
 }
 
+// A non-negative integer that fits a tensor size or byte offset exactly (JSON numbers are doubles).
+bool is_count(const json::Value& v) {
+  return v.kind == json::Value::Number && v.number >= 0 && v.number <= 9007199254740992.0 && v.number == double(uint64_t(v.number));
+}
+
 [[noreturn]] void damaged(const std::string& path, const std::string& why) {
   throw std::runtime_error("'" + path + "' is damaged: " + why + ". Download or copy it again.");
 }
@@ -72,14 +78,18 @@ TensorFile read_safetensors(const std::shared_ptr<MappedFile>& file) {
       damaged(path, "header entry '" + key + "' is malformed");
     at::ScalarType dtype = dtype_from_name(dt->str, path, key);
     std::vector<int64_t> dims;
-    uint64_t numel = 1;
+    uint64_t numel = 1, nbytes = 0;
+    bool overflow = false;
     for (auto& s : shape->items) {
-      if (s.kind != json::Value::Number || s.number < 0) damaged(path, "tensor '" + key + "' has a bad shape");
+      if (!is_count(s)) damaged(path, "tensor '" + key + "' has a bad shape");
       dims.push_back(int64_t(s.number));
-      numel *= uint64_t(s.number);
+      overflow |= __builtin_mul_overflow(numel, uint64_t(s.number), &numel);
     }
+    overflow |= __builtin_mul_overflow(numel, uint64_t(c10::elementSize(dtype)), &nbytes);
+    if (!is_count(offs->items[0]) || !is_count(offs->items[1]))
+      damaged(path, "tensor '" + key + "' has bad data_offsets");
     uint64_t begin = uint64_t(offs->items[0].number), end = uint64_t(offs->items[1].number);
-    if (end < begin || end - begin != numel * c10::elementSize(dtype))
+    if (overflow || end < begin || end - begin != nbytes)
       damaged(path, "tensor '" + key + "' has a size that does not match its shape");
     if (end > data_size)
       damaged(path, "tensor '" + key + "' lies beyond the end of the file (the file is truncated: " +
@@ -122,8 +132,8 @@ TensorFile read_ckpt(const std::shared_ptr<MappedFile>& file) {
     auto it = entries.find(prefix + "data/" + key);
     if (it == entries.end()) damaged(path, "storage '" + key + "' is missing");
     stored(it->second, key);
-    uint64_t bytes = uint64_t(numel) * c10::elementSize(dtype);
-    if (numel < 0 || it->second.size < bytes) damaged(path, "storage '" + key + "' is shorter than its tensors need");
+    if (numel < 0 || uint64_t(numel) > it->second.size / c10::elementSize(dtype))
+      damaged(path, "storage '" + key + "' is shorter than its tensors need");
     return view_of(file, it->second.offset, {numel}, dtype);
   };
   pickle::Ref root;
@@ -152,15 +162,17 @@ TensorFile read_ckpt(const std::shared_ptr<MappedFile>& file) {
 
 TensorFile load_tensor_file(const std::string& path) {
   auto file = MappedFile::open(path);
-  if (file->size < 8) damaged(path, "it is too short to be a checkpoint (" + std::to_string(file->size) + " bytes)");
+  const char* supported = "expected .safetensors or a PyTorch zip checkpoint (.ckpt/.pt/.pth)";
+  if (file->size < 8)
+    throw std::runtime_error("'" + path + "' is not a supported checkpoint: it is only " + std::to_string(file->size) +
+                             " bytes long; " + supported);
   const uint8_t* d = file->data;
   if (d[0] == 'P' && d[1] == 'K' && d[2] == 3 && d[3] == 4) return read_ckpt(file);
   if (file->size > 9 && d[8] == '{') return read_safetensors(file);
   if (d[0] == 0x80 && d[1] <= 5)
     throw std::runtime_error("'" + path + "' is a legacy (pre-zip) PyTorch pickle, which is not supported; " +
                              "re-save it with a current torch.save or convert it to .safetensors");
-  throw std::runtime_error("'" + path + "' is not a supported checkpoint: expected .safetensors or a PyTorch " +
-                           "zip checkpoint (.ckpt/.pt/.pth)");
+  throw std::runtime_error("'" + path + "' is not a supported checkpoint: " + supported);
 }
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
@@ -182,6 +194,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   uint64_t offset = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& [name, t0] = tensors[i];
+    if (name == "__metadata__") throw std::runtime_error("a tensor cannot be named '__metadata__' in a safetensors file");
     at::Tensor t = t0.to(at::kCPU).contiguous();
     uint64_t bytes = t.nbytes();
     header += (i ? "," : "") + json::quote(name) + ":{\"dtype\":\"" + dtype_name(t.scalar_type()) + "\",\"shape\":[";
@@ -193,8 +206,10 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   header += "}";
   while (header.size() % 8) header += ' ';  // keeps the data aligned for zero-copy readers
 
-  // Write beside the target, then rename: readers never see a half-written file.
-  std::string tmp = path + ".tmp-" + std::to_string(getpid());
+  // Write beside the target, then rename: readers never see a half-written file. The name is unique
+  // per call, so concurrent saves to one path never share a temp file.
+  static std::atomic<uint64_t> serial{0};
+  std::string tmp = path + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(serial++);
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw std::runtime_error("cannot write '" + tmp + "': " + std::strerror(errno));
   uint64_t n = header.size();
@@ -207,9 +222,17 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     std::remove(tmp.c_str());
     throw std::runtime_error("writing '" + path + "' failed: " + std::strerror(errno));
   }
-  if (!overwrite && fs::exists(path)) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error("'" + path + "' already exists; pass { overwrite: true } to replace it");
+  if (!overwrite) {
+    // link() fails if the target exists, atomically: no other save can slip in between.
+    if (link(tmp.c_str(), path.c_str()) == 0) {
+      std::remove(tmp.c_str());
+      return;
+    }
+    if (errno == EEXIST || fs::exists(path)) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error("'" + path + "' already exists; pass { overwrite: true } to replace it");
+    }
+    // a file system without hard links: fall through to rename
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());

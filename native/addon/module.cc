@@ -59,6 +59,32 @@ Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
   });
 }
 
+// What a checkpoint holds, without building any network: format, family, and each tensor's dtype/shape.
+Napi::Value InspectFile(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "inspect(path): path must be a string");
+    std::string path = info[0].As<Napi::String>();
+    return Task<Tensors>::run(
+        info.Env(), [path] { return std::make_shared<TensorFile>(load_tensor_file(path)); },
+        [](Napi::Env env, Tensors& f) -> Napi::Value {
+          auto out = Napi::Object::New(env);
+          auto entries = Napi::Array::New(env, f->tensors.size());
+          for (size_t i = 0; i < f->tensors.size(); ++i) {
+            const auto& [k, t] = f->tensors[i];
+            auto e = Napi::Object::New(env);
+            e.Set("name", k);
+            e.Set("dtype", dtype_string(t.scalar_type()));
+            e.Set("numel", double(t.numel()));
+            entries.Set(uint32_t(i), e);
+          }
+          out.Set("format", f->format);
+          out.Set("family", checkpoint_family(*f));
+          out.Set("tensors", entries);
+          return out;
+        });
+  });
+}
+
 Napi::Value PresetManifest(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto entries = preset_manifest(info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "");
@@ -92,6 +118,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::Init(env, exports);
   exports.Set("loadTensors", Napi::Function::New(env, LoadTensors));
   exports.Set("saveTensors", Napi::Function::New(env, SaveTensors));
+  exports.Set("inspectFile", Napi::Function::New(env, InspectFile));
   exports.Set("presetManifest", Napi::Function::New(env, PresetManifest));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo));
   return exports;

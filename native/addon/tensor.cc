@@ -23,7 +23,7 @@ at::ScalarType typed_array_dtype(napi_typedarray_type t, at::ScalarType wanted) 
     case napi_float64_array: return at::kDouble;
     case napi_int32_array: return at::kInt;
     case napi_bigint64_array: return at::kLong;
-    case napi_uint8_array: case napi_uint8_clamped_array: return wanted == at::kBool ? at::kBool : at::kByte;
+    case napi_uint8_array: case napi_uint8_clamped_array: return at::kByte;  // to(kBool) maps nonzero to true
     case napi_int8_array: return at::kChar;
     case napi_int16_array: return at::kShort;
     case napi_uint16_array:

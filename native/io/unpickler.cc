@@ -42,13 +42,17 @@ Ref rebuild_tensor(const std::vector<Ref>& args) {
   int64_t offset = args[1]->i;
   auto size = ints(args[2], "tensor size"), stride = ints(args[3], "tensor stride");
   if (size.size() != stride.size()) fail("damaged tensor record (size and stride differ in rank)");
+  // The last element the view reaches must lie in the storage; an empty view reaches none.
   int64_t last = offset;
+  bool empty = false, overflow = false;
   for (size_t d = 0; d < size.size(); ++d) {
     if (size[d] < 0 || stride[d] < 0) fail("damaged tensor record (negative size or stride)");
-    if (size[d] == 0) last = offset - 1;
-    else last += (size[d] - 1) * stride[d];
+    int64_t reach = 0;
+    if (size[d] == 0) empty = true;
+    else overflow |= __builtin_mul_overflow(size[d] - 1, stride[d], &reach) || __builtin_add_overflow(last, reach, &last);
   }
-  if (offset < 0 || last >= storage.numel()) fail("damaged tensor record (view beyond its storage)");
+  if (offset < 0 || overflow || (!empty && last >= storage.numel()))
+    fail("damaged tensor record (view beyond its storage)");
   auto t = make(Value::Tensor);
   t->tensor = storage.as_strided(size, stride, offset);
   return t;

@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+// The `sdtorch` command: generate, info, download, build.
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { resolveWeights } from './hub';
+import { readPngText, uniquePath, writeFileAtomic } from './image';
+import { loadPipeline, systemInfo } from './index';
+import { native } from './native';
+import type { Progress } from './options';
+import { samplerNames } from './samplers';
+
+const USAGE = `Usage:
+  sdtorch generate "prompt" [options]     txt2img, or img2img with --init-image
+      --negative TEXT      negative prompt
+      --steps N            denoising steps (default 50)
+      --cfg X              guidance scale (default 7.5)
+      --sampler NAME       ${samplerNames.join(', ')} or an A1111 name (default euler_a)
+      --schedule S         default | karras
+      --seed N             (default: random; printed)
+      --width W --height H multiples of 8 (default 512)
+      --batch N            images per prompt (default 1)
+      --init-image FILE --strength X   img2img (strength default 0.8)
+      --weights FILE       SD 1.x .safetensors/.ckpt (default: SDTORCH_WEIGHTS, else SD 1.5 from the Hub)
+      --out PATH           output PNG (default sdtorch-<seed>.png; numbered, never overwritten)
+      --overwrite          replace existing files
+      --device D           auto | cpu | cuda | cuda:N (default auto)
+      --dtype T            float32 | float16 | bfloat16 (default: float16 on CUDA, float32 on CPU)
+  sdtorch info FILE        a checkpoint's family, dtypes and parameter counts, or a PNG's parameters
+  sdtorch info --system    libtorch, CUDA and the binary that loaded (for bug reports)
+  sdtorch download         fetch the default weights into the cache
+  sdtorch build            build the native addon from source`;
+
+function progressBar(p: Progress): void {
+  const width = 30;
+  const done = Math.round((p.step / p.total) * width);
+  const eta = Number.isFinite(p.etaMs) ? `${Math.ceil(p.etaMs / 1000)}s` : '?';
+  process.stderr.write(`\r${p.step}/${p.total} [${'='.repeat(done)}${' '.repeat(width - done)}] ${p.itPerSec.toFixed(2)} it/s ETA ${eta}   `);
+  if (p.step === p.total) process.stderr.write('\n');
+}
+
+const number = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${v}'`);
+  return n;
+};
+
+async function generate(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      negative: { type: 'string' }, steps: { type: 'string' }, cfg: { type: 'string' }, sampler: { type: 'string' },
+      schedule: { type: 'string' }, seed: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' },
+      batch: { type: 'string' }, 'init-image': { type: 'string' }, strength: { type: 'string' }, weights: { type: 'string' },
+      out: { type: 'string' }, overwrite: { type: 'boolean' }, device: { type: 'string' }, dtype: { type: 'string' },
+    },
+  });
+  const prompt = positionals.join(' ');
+  if (!prompt) throw new Error('generate needs a prompt: sdtorch generate "a photo of a cat"');
+  const weights = await resolveWeights({
+    weights: values.weights,
+    onProgress: (done: number, total: number) => process.stderr.write(`\rdownloading weights: ${(done / 2 ** 20).toFixed(0)}/${(total / 2 ** 20).toFixed(0)} MiB`),
+  });
+  const dtype = values.dtype as 'float32' | 'float16' | 'bfloat16' | undefined;
+  const pipe = await loadPipeline(weights, { device: values.device ?? 'auto', ...(dtype ? { dtype } : {}) });
+  const seed = values.seed === undefined ? undefined : BigInt(values.seed);
+  const res = await pipe.generate({
+    prompt,
+    negativePrompt: values.negative ?? '',
+    steps: number(values.steps, 'steps'),
+    cfgScale: number(values.cfg, 'cfg'),
+    sampler: values.sampler,
+    schedule: values.schedule as 'default' | 'karras' | undefined,
+    seed: seed !== undefined && seed <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(seed) : seed,
+    width: number(values.width, 'width'),
+    height: number(values.height, 'height'),
+    batchSize: number(values.batch, 'batch'),
+    image: values['init-image'],
+    strength: number(values.strength, 'strength'),
+    onProgress: progressBar,
+  });
+  const first = path.resolve(values.out ?? `sdtorch-${res.seed}.png`);
+  const overwrite = values.overwrite ?? false;
+  for (const [i, png] of res.images.entries()) {
+    const ext = path.extname(first) || '.png';
+    const base = i === 0 ? first : `${first.slice(0, first.length - ext.length)}-${i}${ext}`;
+    const file = overwrite ? base : uniquePath(base);
+    await writeFileAtomic(file, png, { overwrite });
+    console.log(file);
+  }
+  console.error(`seed ${res.seed}`);
+  pipe.dispose();
+}
+
+async function info(args: string[]): Promise<void> {
+  if (args[0] === '--system') {
+    console.log(JSON.stringify({ ...systemInfo(), node: process.version, platform: `${process.platform}-${process.arch}` }, null, 2));
+    return;
+  }
+  const file = args[0];
+  if (!file) throw new Error('info needs a file: sdtorch info model.safetensors | image.png');
+  const head = Buffer.alloc(8);
+  const fd = fs.openSync(file, 'r');
+  fs.readSync(fd, head, 0, 8, 0);
+  fs.closeSync(fd);
+  if (head.toString('latin1', 1, 4) === 'PNG') {
+    const text = readPngText(fs.readFileSync(file));
+    console.log(text.parameters ?? '(no generation parameters in this PNG)');
+    return;
+  }
+  const f = await native().inspectFile(path.resolve(file));
+  const groups: Record<string, { params: number; dtypes: Set<string> }> = {};
+  const component = (name: string) =>
+    name.startsWith('model.diffusion_model.') ? 'unet' : name.startsWith('first_stage_model.') ? 'vae' : name.startsWith('cond_stage_model.') ? 'text encoder' : 'other';
+  for (const t of f.tensors) {
+    const g = (groups[component(t.name)] ??= { params: 0, dtypes: new Set() });
+    g.params += t.numel;
+    g.dtypes.add(t.dtype);
+  }
+  console.log(`${file}\n  format: ${f.format}\n  family: ${f.family}\n  tensors: ${f.tensors.length}`);
+  for (const [name, g] of Object.entries(groups))
+    console.log(`  ${name}: ${(g.params / 1e6).toFixed(1)}M parameters (${[...g.dtypes].join(', ')})`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'generate': return generate(rest);
+    case 'info': return info(rest);
+    case 'download': {
+      const file = await resolveWeights({ onProgress: (d: number, t: number) => process.stderr.write(`\r${(d / 2 ** 20).toFixed(0)}/${(t / 2 ** 20).toFixed(0)} MiB`) });
+      console.log(file);
+      return;
+    }
+    case 'build': {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      require(path.join(__dirname, '..', 'scripts', 'build-native.js')).build();
+      return;
+    }
+    case undefined: case '-h': case '--help': case 'help':
+      console.log(USAGE);
+      return;
+    default:
+      throw new Error(`unknown command '${command}'\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((e: Error) => {
+  console.error(`sdtorch: ${e.message}`);
+  process.exit(1);
+});

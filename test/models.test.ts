@@ -1,0 +1,104 @@
+// Parity of the three networks with diffusers/transformers on the random SD 1.5 checkpoint
+// (test/fixtures/reference-1234.safetensors), fp32 on CPU.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import * as sd from '../lib';
+import { ensureWeights, repoRoot } from './weights';
+
+const relErr = (a: sd.Tensor, b: sd.Tensor) => a.sub(b).norm() / b.norm();
+const fixture = path.join(repoRoot, 'test', 'fixtures', 'reference-1234.safetensors');
+
+describe('SD 1.5 networks match the reference (random weights, fp32 CPU)', function () {
+  let ref: Record<string, sd.Tensor>;
+  let pipe: sd.Pipeline;
+  const out: Record<string, sd.Tensor> = {};
+
+  before(async function () {
+    const w = ensureWeights();
+    ref = await sd.loadTensors(fixture);
+    pipe = await sd.loadPipeline(w.safetensors, { device: 'cpu', dtype: 'float32' });
+  });
+  after(() => pipe?.dispose());
+
+  it('tokenizer ids equal CLIPTokenizer for every reference prompt', function () {
+    const prompts: string[] = require('./fixtures/prompts.json');
+    const ids = pipe.tokenizer.encode(prompts);
+    assert.deepEqual(ids.shape, [prompts.length, 77]);
+    assert.equal(ids.dtype, 'int64');
+    assert.deepEqual(Array.from(ids.toArray() as BigInt64Array), Array.from(ref['tokenizer.ids']!.toArray() as BigInt64Array));
+  });
+
+  it('text encoder: last hidden state within 1e-4', async function () {
+    out.text = await pipe.textEncoder.forward(ref['tokenizer.ids']!.slice(0, 0, 4));
+    assert.deepEqual(out.text.shape, [4, 77, 768]);
+    assert.ok(relErr(out.text, ref['text_encoder.out']!) < 1e-4);
+  });
+
+  it('UNet, batch 2 at 8x8: within 1e-4', async function () {
+    out.unet = await pipe.unet.forward(ref['unet.x']!, ref['unet.t']!, ref['unet.ctx']!);
+    assert.deepEqual(out.unet.shape, [2, 4, 8, 8]);
+    const e = relErr(out.unet, ref['unet.out']!);
+    assert.ok(e < 1e-4, `relative error ${e}`);
+  });
+
+  it('UNet, non-square 8x12 latent (odd sizes on the way down): within 1e-4', async function () {
+    const y = await pipe.unet.forward(ref['unet2.x']!, ref['unet2.t']!, ref['unet2.ctx']!);
+    assert.deepEqual(y.shape, [1, 4, 8, 12]);
+    const e = relErr(y, ref['unet2.out']!);
+    assert.ok(e < 1e-4, `relative error ${e}`);
+  });
+
+  it('VAE encode: mean and clamped logvar within 1e-4', async function () {
+    const m = await pipe.vae.encode(ref['vae.image']!);
+    assert.deepEqual(m.shape, [1, 8, 8, 12]);
+    const [mean, logvar] = m.chunk(2, 1);
+    assert.ok(relErr(mean!, ref['vae.mean']!) < 1e-4);
+    assert.ok(relErr(logvar!, ref['vae.logvar']!) < 1e-4);
+  });
+
+  it('VAE decode: within 1e-4', async function () {
+    out.decoded = await pipe.vae.decode(ref['vae.z']!);
+    assert.deepEqual(out.decoded.shape, [1, 3, 64, 96]);
+    const e = relErr(out.decoded, ref['vae.decoded']!);
+    assert.ok(e < 1e-4, `relative error ${e}`);
+  });
+
+  it('the same weights from .ckpt give identical outputs', async function () {
+    const ckpt = await sd.loadPipeline(ensureWeights().ckpt, { device: 'cpu' });
+    try {
+      const y = await ckpt.unet.forward(ref['unet.x']!, ref['unet.t']!, ref['unet.ctx']!);
+      assert.equal(relErr(y, out.unet!), 0);
+      const t = await ckpt.textEncoder.forward(ref['tokenizer.ids']!.slice(0, 0, 4));
+      assert.equal(relErr(t, out.text!), 0);
+      const d = await ckpt.vae.decode(ref['vae.z']!);
+      assert.equal(relErr(d, out.decoded!), 0);
+    } finally {
+      ckpt.dispose();
+    }
+  });
+
+  it('the fp16 file, computed in fp32, is within 2e-2', async function () {
+    const half = await sd.loadPipeline(ensureWeights().fp16, { device: 'cpu', dtype: 'float32' });
+    try {
+      const y = await half.unet.forward(ref['unet.x']!, ref['unet.t']!, ref['unet.ctx']!);
+      assert.ok(relErr(y, ref['unet.out']!) < 2e-2);
+      const t = await half.textEncoder.forward(ref['tokenizer.ids']!.slice(0, 0, 4));
+      assert.ok(relErr(t, ref['text_encoder.out']!) < 2e-2);
+      const d = await half.vae.decode(ref['vae.z']!);
+      assert.ok(relErr(d, ref['vae.decoded']!) < 2e-2);
+    } finally {
+      half.dispose();
+    }
+  });
+
+  it('bfloat16 compute on CPU runs and stays near the reference', async function () {
+    const bf = await sd.loadPipeline(ensureWeights().safetensors, { device: 'cpu', dtype: 'bfloat16' });
+    try {
+      const y = await bf.unet.forward(ref['unet.x']!, ref['unet.t']!, ref['unet.ctx']!);
+      assert.equal(y.dtype, 'bfloat16');
+      assert.ok(relErr(y.to(undefined, 'float32'), ref['unet.out']!) < 5e-2);
+    } finally {
+      bf.dispose();
+    }
+  });
+});
