@@ -40,6 +40,8 @@ export interface ModelInfo {
   textEncoderDevice: string;
   vaeDevice: string;
   contextDim: number;
+  /** Image pixels per latent cell along each side: 8 for SD 1.x. */
+  vaeScale: number;
 }
 
 export type Component = 'textEncoder' | 'unet' | 'vae';

@@ -96,7 +96,8 @@ export class Pipeline {
       x = sampler.addNoise(init, generator.randn(init.shape), opts);
     } else {
       size = { width: o.width ?? 512, height: o.height ?? 512 };
-      const shape = [batch, 4, size.height / 8, size.width / 8];
+      const scale = this.model.info().vaeScale;
+      const shape = [batch, 4, size.height / scale, size.width / scale];
       const noise = options.latents ?? generator.randn(shape);
       if (options.latents && noise.shape.join() !== shape.join())
         throw new RangeError(`generate(): latents must have shape [${shape.join(', ')}], got [${noise.shape.join(', ')}]`);

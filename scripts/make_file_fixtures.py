@@ -16,6 +16,8 @@
                         builtins.exec, subprocess.check_call, INST) creating /tmp/sdtorch-pwned-<name>.
   io/opcode-*.ckpt      pickles using OBJ / NEWOBJ on an allowed class: refused for the opcode alone.
   io/bad-*.ckpt         tensor records whose view lies outside their storage, some by integer overflow.
+  io/zip-plain.ckpt, io/zip64.ckpt  {"w": arange(4)} in zips written by hand, plain and ZIP64.
+  io/bad-zip64-*.ckpt   ZIP64 offsets near 2**64 that wrap around in bounds checks.
   io/legacy.pt          a pre-zip torch.save file (unsupported, must say so).
   io/not-a-checkpoint.zip  a zip without data.pkl.
 
@@ -32,9 +34,11 @@ import json
 import os
 import pathlib
 import pickle
+import struct
 import subprocess
 import types
 import zipfile
+import zlib
 
 import torch
 from safetensors.torch import save_file
@@ -315,6 +319,51 @@ def write_bad_record(path: pathlib.Path, numel, offset, size, stride):
     del w
 
 
+def stored_zip(files: dict, *, local64=None, cd_off64=None, rec64=None, zip64=False) -> bytes:
+    """A zip of stored entries written by hand (data 64-byte aligned, as torch.save does), optionally in
+    ZIP64 form; local64 / cd_off64 / rec64 replace the data.pkl local header offset, the central
+    directory offset or the ZIP64 record offset with the given 64-bit values."""
+    body, central = b"", b""
+    for name, data in files.items():
+        nb = name.encode()
+        pad = -(len(body) + 30 + len(nb) + 4) % 64
+        extra = struct.pack("<HH", 0x4646, pad) + b"Z" * pad
+        local = len(body)
+        body += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, zlib.crc32(data), len(data), len(data), len(nb),
+                            len(extra)) + nb + extra + data
+        cextra = b""
+        if (zip64 or local64 is not None) and name.endswith("data.pkl"):
+            cextra = struct.pack("<HHQ", 1, 8, local if local64 is None else local64)
+            local = 0xFFFFFFFF
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0, zlib.crc32(data), len(data), len(data),
+                               len(nb), len(cextra), 0, 0, 0, 0, local) + nb + cextra
+    n, cd_off, out = len(files), len(body), body + central
+    if zip64 or cd_off64 is not None or rec64 is not None:
+        rec = len(out)
+        out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, len(central), cd_off if cd_off64 is None else cd_off64)
+        out += struct.pack("<IIQI", 0x07064B50, 0, rec if rec64 is None else rec64, 1)
+        out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    else:
+        out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(central), cd_off, 0)
+    return out
+
+
+def handmade_zips() -> dict:
+    """name -> bytes: a small checkpoint re-zipped by hand, plain and ZIP64 (both valid), and ZIP64
+    variants whose 64-bit offsets wrap around when added to a size (damaged, must not be read)."""
+    buf = io.BytesIO()
+    torch.save({"w": torch.arange(4, dtype=torch.float32)}, buf)
+    with zipfile.ZipFile(buf) as z:
+        files = {n.replace(n.split("/")[0], "archive", 1): z.read(n) for n in z.namelist()}
+    return {
+        "zip-plain": stored_zip(files),
+        "zip64": stored_zip(files, zip64=True),
+        "bad-zip64-local": stored_zip(files, local64=2**64 - 16),
+        "bad-zip64-cd": stored_zip(files, cd_off64=2**64 - 8),
+        "bad-zip64-record": stored_zip(files, rec64=2**64 - 8),
+    }
+
+
 def verify_exploits():
     for name in exploits():
         marker = pathlib.Path(MARKER.format(name))
@@ -362,6 +411,8 @@ def main():
 
     for name, record in bad_records().items():
         write_bad_record(IO / f"bad-{name}.ckpt", *record)
+    for name, data in handmade_zips().items():
+        (IO / f"{name}.ckpt").write_bytes(data)
     torch.save({"w": torch.ones(2)}, str(IO / "legacy.pt"), _use_new_zipfile_serialization=False)
     with zipfile.ZipFile(IO / "not-a-checkpoint.zip", "w") as z:
         z.writestr("hello.txt", "not a model\n")

@@ -389,6 +389,21 @@ describe('loadTensors: damaged and unsupported files', () => {
     });
   }
 
+  it('zips written by hand, plain and ZIP64, load', async () => {
+    for (const name of ['zip-plain', 'zip64']) {
+      const loaded = await sd.loadTensors(fixture('io', `${name}.ckpt`));
+      assert.deepEqual(Object.keys(loaded), ['w'], name);
+      assert.deepEqual(floats(loaded.w), [0, 1, 2, 3], name);
+    }
+  });
+
+  for (const name of ['local', 'cd', 'record']) {
+    it(`a ZIP64 ${name} offset that wraps around 2^64 (no out-of-bounds read)`, async () => {
+      const file = fixture('io', `bad-zip64-${name}.ckpt`);
+      await rejects(sd.loadTensors(file), file, /is damaged/, /zip/);
+    });
+  }
+
   it('a .safetensors shape whose element count overflows 64 bits', async () => {
     const file = path.join(dir, 'overflow.safetensors');
     rawSafetensors(file, { a: { dtype: 'F32', shape: [2 ** 32, 2 ** 32], data_offsets: [0, 0] } }, Buffer.alloc(8));

@@ -72,6 +72,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   out.Set("textEncoderDevice", m->clip->parameters().front().device().str());
   out.Set("vaeDevice", m->vae->parameters().front().device().str());
   out.Set("contextDim", double(m->config.unet.context));
+  out.Set("vaeScale", double(int64_t(1) << (m->config.vae.mult.size() - 1)));  // pixels per latent cell
   return out;
 }
 

@@ -27,12 +27,13 @@ std::map<std::string, ZipEntry> read_zip_directory(const uint8_t* d, uint64_t si
     // ZIP64 locator sits right before the EOCD and points at the ZIP64 EOCD record.
     if (eocd < 20 || le(d + eocd - 20, 4) != 0x07064b50) damaged("missing ZIP64 locator");
     uint64_t rec = le(d + eocd - 20 + 8, 8);
-    if (rec + 56 > size || le(d + rec, 4) != 0x06064b50) damaged("bad ZIP64 record");
+    if (size < 56 || rec > size - 56 || le(d + rec, 4) != 0x06064b50) damaged("bad ZIP64 record");
     count = le(d + rec + 32, 8);
     cd_size = le(d + rec + 40, 8);
     cd_off = le(d + rec + 48, 8);
   }
-  if (cd_off + cd_size > size) damaged("central directory beyond the end of the file");
+  // Offsets may be 64-bit (ZIP64): compare without sums that could wrap around.
+  if (cd_off > size || cd_size > size - cd_off) damaged("central directory beyond the end of the file");
 
   std::map<std::string, ZipEntry> out;
   const uint8_t* p = d + cd_off;
@@ -62,9 +63,9 @@ std::map<std::string, ZipEntry> read_zip_directory(const uint8_t* d, uint64_t si
       }
       x += 4 + len;
     }
-    if (local + 30 > size || le(d + local, 4) != 0x04034b50) damaged("bad local header");
+    if (local > size - 30 || le(d + local, 4) != 0x04034b50) damaged("bad local header");
     uint64_t data = local + 30 + le(d + local + 26, 2) + le(d + local + 28, 2);
-    if (data + csize > size) damaged("entry extends beyond the end of the file (truncated?)");
+    if (data > size || csize > size - data) damaged("entry extends beyond the end of the file (truncated?)");
     out[name] = ZipEntry{data, csize, method};
     p += 46 + name_len + extra_len + comment_len;
   }
