@@ -1,0 +1,108 @@
+// The `sdtorch` command, run as a user would (compiled dist/cli.js) on a tiny random model.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { readPngText } from '../lib/image';
+import { tinyCheckpoint } from './tiny';
+import { repoRoot } from './weights';
+
+const cli = path.join(repoRoot, 'dist', 'cli.js');
+function run(args: string[], env: NodeJS.ProcessEnv = {}, cwd = os.tmpdir()) {
+  const r = spawnSync(process.execPath, [cli, ...args], { cwd, encoding: 'utf8', env: { ...process.env, SDTORCH_WEIGHTS: '', HF_HUB_OFFLINE: '1', ...env }, timeout: 120000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('sdtorch CLI', function () {
+  let weights: string;
+  let dir: string;
+  before(async function () {
+    assert.ok(fs.existsSync(cli), 'dist/cli.js is missing: run npm run build:ts first');
+    weights = await tinyCheckpoint();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdtorch-cli-'));
+  });
+
+  it('generate writes a PNG with its parameters and shows progress', function () {
+    const out = path.join(dir, 'cat.png');
+    const r = run(['generate', 'a photo of a cat', '--negative', 'blurry', '--steps', '3', '--cfg', '7', '--sampler', 'Euler a', '--seed', '1', '--width', '16', '--height', '16', '--weights', weights, '--out', out]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.trim(), out);
+    assert.match(r.err, /3\/3 \[=+\] [\d.]+ it\/s ETA/);
+    const params = readPngText(fs.readFileSync(out)).parameters;
+    assert.match(params!, /^a photo of a cat\nNegative prompt: blurry\nSteps: 3, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 16x16, Model hash: [0-9a-f]{10}, Model: tiny-random$/);
+  });
+
+  it('never overwrites: a second run gets a numbered name; --overwrite replaces', function () {
+    const out = path.join(dir, 'same.png');
+    const args = ['generate', 'x', '--steps', '2', '--seed', '3', '--width', '16', '--height', '16', '--weights', weights, '--out', out];
+    assert.equal(run(args).code, 0);
+    const before = fs.readFileSync(out);
+    const r = run([...args.slice(0, 4), '--seed', '4', ...args.slice(6)]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.trim(), path.join(dir, 'same-1.png'));
+    assert.deepEqual(fs.readFileSync(out), before);
+    const o = run([...args.slice(0, 4), '--seed', '4', ...args.slice(6), '--overwrite']);
+    assert.equal(o.code, 0, o.err);
+    assert.notDeepEqual(fs.readFileSync(out), before);
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp')), []);
+  });
+
+  it('batch and img2img', function () {
+    const init = path.join(repoRoot, 'test', 'fixtures', 'img2img-init.png');
+    const r = run(['generate', 'x', '--steps', '2', '--seed', '5', '--batch', '2', '--init-image', init, '--strength', '0.5', '--weights', weights, '--out', path.join(dir, 'i2i.png')]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(r.out.trim().split('\n'), [path.join(dir, 'i2i.png'), path.join(dir, 'i2i-1.png')]);
+    assert.match(readPngText(fs.readFileSync(path.join(dir, 'i2i-1.png'))).parameters!, /Denoising strength: 0\.5/);
+  });
+
+  it('uses SDTORCH_WEIGHTS when no --weights is given', function () {
+    const r = run(['generate', 'x', '--steps', '1', '--seed', '1', '--width', '16', '--height', '16', '--out', path.join(dir, 'env.png')], { SDTORCH_WEIGHTS: weights });
+    assert.equal(r.code, 0, r.err);
+  });
+
+  it('explains how to pass weights when none are found offline', function () {
+    const r = run(['generate', 'x', '--steps', '1'], { SDTORCH_CACHE: path.join(dir, 'empty-cache') });
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--weights/);
+    assert.match(r.err, /SDTORCH_WEIGHTS/);
+  });
+
+  it('says what was wrong with bad options', function () {
+    const r = run(['generate', 'x', '--width', '100', '--weights', weights]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /width must be a positive multiple of 8, got 100/);
+    const u = run(['frobnicate']);
+    assert.equal(u.code, 1);
+    assert.match(u.err, /unknown command 'frobnicate'/);
+    const m = run(['generate', 'x', '--weights', path.join(dir, 'missing.safetensors')]);
+    assert.equal(m.code, 1);
+    assert.match(m.err, /missing\.safetensors/);
+  });
+
+  it('info FILE tells family, dtypes and parameter counts; info PNG shows its parameters', function () {
+    const r = run(['info', weights]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /family: sd1/);
+    assert.match(r.out, /unet: [\d.]+M parameters \(float32\)/);
+    assert.match(r.out, /text encoder: [\d.]+M parameters/);
+    const p = run(['info', path.join(dir, 'cat.png')]);
+    assert.match(p.out, /Sampler: Euler a/);
+  });
+
+  it('info --system reports libtorch and the binary', function () {
+    const r = run(['info', '--system']);
+    assert.equal(r.code, 0, r.err);
+    const info = JSON.parse(r.out);
+    assert.match(info.torchVersion, /^2\.\d+/);
+    assert.equal(info.cudaAvailable, false);
+    assert.match(info.binary, /sdtorch.*\.node$/);
+  });
+
+  it('--help lists the commands and samplers', function () {
+    const r = run(['--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.out, /sdtorch generate/);
+    assert.match(r.out, /dpmpp_2m_sde/);
+  });
+});
