@@ -15,7 +15,7 @@ export type { StandardModels, SeedGenerateArgs } from './compat';
 /** Reads a .safetensors or PyTorch .ckpt file (memory-mapped; .ckpt through a restricted unpickler). */
 export async function loadTensors(path: string): Promise<Record<string, Tensor>> {
   const { tensors } = await native().loadTensors(path);
-  return Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, new Tensor(t)]));
+  return Object.fromEntries(tensors.map(([k, t]) => [k, new Tensor(t)]));
 }
 
 export interface SaveOptions {

@@ -67,7 +67,7 @@ export interface Binding {
   NativeTensor: NativeTensorClass & (new (..._: never[]) => NativeTensor);
   NativeGenerator: new (seed: number | bigint) => NativeGenerator;
   loadModel(path: string, device: string, dtype: DType): Promise<NativeModel>;
-  loadTensors(path: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string>; format: string }>;
+  loadTensors(path: string): Promise<{ tensors: Array<[string, NativeTensor]>; metadata: Record<string, string>; format: string }>;
   saveTensors(path: string, record: Record<string, NativeTensor>, metadata?: Record<string, string>, overwrite?: boolean): Promise<void>;
   systemInfo(): SystemInfo;
   inspectFile(path: string): Promise<{ format: string; family: string; tensors: Array<{ name: string; dtype: DType; numel: number }> }>;

@@ -119,9 +119,8 @@ export function leadingSchedule(steps: number): Schedule {
 
 /** PLMS (PNDM with skip_prk_steps): the leading timesteps with the second one repeated. */
 export function plmsSchedule(steps: number): Schedule {
-  const leading = leadingSchedule(steps).timesteps.reverse();
-  const timesteps = [...leading.slice(0, -1), ...leading.slice(-2, -1), ...leading.slice(-1)].reverse();
-  return discrete(steps, timesteps);
+  const leading = leadingSchedule(steps).timesteps;
+  return discrete(steps, steps > 1 ? [leading[0], ...leading.slice(1, 2), ...leading.slice(1)] : leading);
 }
 
 function discrete(steps: number, timesteps: number[]): Schedule {

@@ -21,8 +21,15 @@ Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
     return Task<Tensors>::run(
         info.Env(), [path] { return std::make_shared<TensorFile>(load_tensor_file(path)); },
         [](Napi::Env env, Tensors& f) -> Napi::Value {
-          auto out = Napi::Object::New(env), tensors = Napi::Object::New(env), meta = Napi::Object::New(env);
-          for (auto& [k, t] : f->tensors) tensors.Set(k, TensorWrap::wrap(env, t));
+          // [name, tensor] pairs: a name like "__proto__" must stay data, never touch a prototype.
+          auto out = Napi::Object::New(env), meta = Napi::Object::New(env);
+          auto tensors = Napi::Array::New(env, f->tensors.size());
+          for (size_t i = 0; i < f->tensors.size(); ++i) {
+            auto pair = Napi::Array::New(env, 2);
+            pair.Set(0u, f->tensors[i].first);
+            pair.Set(1u, TensorWrap::wrap(env, f->tensors[i].second));
+            tensors.Set(uint32_t(i), pair);
+          }
           for (auto& [k, v] : f->metadata) meta.Set(k, v);
           out.Set("tensors", tensors);
           out.Set("metadata", meta);
