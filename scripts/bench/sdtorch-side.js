@@ -1,0 +1,38 @@
+'use strict';
+// The sdtorch side of scripts/benchmark.js: one measurement per process, a JSON line on stdout.
+//   node scripts/bench/sdtorch-side.js MODE WEIGHTS   (MODE: load | step256 | step512 | image512 | image256)
+const { performance } = require('node:perf_hooks');
+const path = require('node:path');
+const sd = require(path.join(__dirname, '..', '..', 'dist'));
+
+const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
+
+async function main(mode, weights) {
+  const t = performance.now();
+  const pipe = await sd.loadPipeline(weights, { device: 'cpu', dtype: 'float32' });
+  pipe.tokenizer.encode('warm'); // the tokenizer is part of being ready
+  const out = { impl: 'sdtorch', mode, load_s: (performance.now() - t) / 1000, load_from_start_s: performance.now() / 1000, load_peak_rss_mb: peakRssMb() };
+  if (mode.startsWith('step')) {
+    const side = mode === 'step256' ? 32 : 64;
+    const g = new sd.Generator(0);
+    const x = g.randn([2, 4, side, side]);
+    const ctx = g.randn([2, 77, 768]);
+    const ts = sd.Tensor.from(new Float32Array([500, 500]), [2]);
+    await pipe.unet.forward(x, ts, ctx); // warm-up
+    const s = performance.now();
+    await pipe.unet.forward(x, ts, ctx);
+    out.seconds = (performance.now() - s) / 1000;
+  } else if (mode.startsWith('image')) {
+    const side = Number(mode.slice(5));
+    const s = performance.now();
+    await pipe.generate({ prompt: 'a photo of a cat', negativePrompt: 'blurry', steps: 20, cfgScale: 7.5, width: side, height: side, seed: 1, sampler: 'euler' });
+    out.seconds = (performance.now() - s) / 1000;
+  }
+  out.peak_rss_mb = peakRssMb();
+  console.log(JSON.stringify(out));
+}
+
+main(process.argv[2], process.argv[3]).catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
