@@ -9,10 +9,12 @@ import { Tensor } from './tensor';
  * with no uncond (guidance off) it is the plain conditional prediction.
  */
 export function guidedEps(unet: UNet, context: Tensor, uncond: Tensor | null, cfgScale: number): EpsModel {
-  if (!uncond) return (x, t) => unet.forward(x, t, context);
+  // Samplers keep float32 latents; a fp16/bf16 UNet's output is widened back to them.
+  const widen = (eps: Tensor, x: Tensor) => (eps.dtype === x.dtype ? eps : eps.to(undefined, x.dtype));
+  if (!uncond) return async (x, t) => widen(await unet.forward(x, t, context), x);
   const both = Tensor.cat([uncond, context]);
   return async (x, t) => {
     const [u, c] = (await unet.forward(Tensor.cat([x, x]), t, both)).chunk(2);
-    return u!.add(c!.sub(u!).mul(cfgScale));
+    return widen(u!.add(c!.sub(u!).mul(cfgScale)), x);
   };
 }

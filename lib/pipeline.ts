@@ -89,11 +89,12 @@ export class Pipeline {
       size = { height: image.shape[2]!, width: image.shape[3]! };
       opts.strength = o.strength;
       // VAE posterior sample, then the forward noise for the start step: two draws, in this order.
-      const moments = await stage(this.vae, () => this.vae.encode(image));
+      // Latent math in float32 on the compute device; noise is drawn on the CPU (same on every device).
+      const moments = (await stage(this.vae, () => this.vae.encode(image))).to(this.device, 'float32');
       const [mean, logvar] = moments.chunk(2, 1);
-      const z = mean!.add(logvar!.mul(0.5).exp().mul(generator.randn(mean!.shape))).mul(LATENT_SCALE);
+      const z = mean!.add(logvar!.mul(0.5).exp().mul(generator.randn(mean!.shape).to(this.device))).mul(LATENT_SCALE);
       const init = Tensor.cat(Array<Tensor>(batch).fill(z));
-      x = sampler.addNoise(init, generator.randn(init.shape), opts);
+      x = sampler.addNoise(init, generator.randn(init.shape).to(this.device), opts);
     } else {
       size = { width: o.width ?? 512, height: o.height ?? 512 };
       const scale = this.model.info().vaeScale;
@@ -101,7 +102,7 @@ export class Pipeline {
       const noise = options.latents ?? generator.randn(shape);
       if (options.latents && noise.shape.join() !== shape.join())
         throw new RangeError(`generate(): latents must have shape [${shape.join(', ')}], got [${noise.shape.join(', ')}]`);
-      x = sampler.init(noise, opts);
+      x = sampler.init(noise.to(this.device, 'float32'), opts);
     }
 
     const total = sampler.evaluations(opts);

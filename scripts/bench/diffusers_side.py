@@ -49,10 +49,11 @@ def peak_rss_mb():
 
 def main(mode, weights):
     from diffusers import StableDiffusionPipeline
+    t = time.perf_counter()
     cfg = pathlib.Path(tempfile.mkdtemp(prefix="sd15-config-"))
     (cfg / "tokenizer").mkdir()
     write_configs(cfg)
-    setup = time.perf_counter() - T0  # configs are our scaffolding, not diffusers' load time
+    setup = time.perf_counter() - t  # the local configs are our scaffolding, not diffusers' load time
     t = time.perf_counter()
     pipe = StableDiffusionPipeline.from_single_file(weights, config=str(cfg), local_files_only=True,
                                                     safety_checker=None, requires_safety_checker=False, torch_dtype=torch.float32)
