@@ -25,6 +25,12 @@ LayerNormImpl::LayerNormImpl(int64_t dim, double eps) : eps(eps) {
 
 EmbeddingImpl::EmbeddingImpl(int64_t count, int64_t dim) { weight = register_parameter("weight", torch::empty({count, dim})); }
 
+at::Tensor to_sequence(const at::Tensor& x) { return x.permute({0, 2, 3, 1}).reshape({x.size(0), -1, x.size(1)}); }
+
+at::Tensor to_image(const at::Tensor& seq, at::IntArrayRef sizes) {
+  return seq.reshape({sizes[0], sizes[2], sizes[3], sizes[1]}).permute({0, 3, 1, 2});
+}
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, bool causal) {
   // [B, N, H*D] -> [B, H, N, D]
   auto split = [heads](const at::Tensor& t) { return t.unflatten(-1, {heads, -1}).transpose(1, 2); };

@@ -47,6 +47,10 @@ struct EmbeddingImpl : nn::Module {
 };
 TORCH_MODULE(Embedding);
 
+// [B,C,H,W] <-> [B,HW,C]. Free (no copy) for the channels-last tensors the networks run on.
+at::Tensor to_sequence(const at::Tensor& x);
+at::Tensor to_image(const at::Tensor& seq, at::IntArrayRef sizes);
+
 // Multi-head attention over [B, N, C] projections through SDPA (flash/mem-efficient where available).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, bool causal = false);
 

@@ -55,9 +55,9 @@ SpatialTransformer::SpatialTransformer(int64_t ch, int64_t context_dim, int64_t 
 }
 
 at::Tensor SpatialTransformer::forward(const at::Tensor& x, const at::Tensor&, const at::Tensor& context, at::IntArrayRef) {
-  auto h = proj_in(norm(x)).flatten(2).transpose(1, 2);  // [B,C,H,W] -> [B,HW,C]
+  auto h = to_sequence(proj_in(norm(x)));
   for (const auto& block : *transformer_blocks) h = block->as<BasicTransformerBlock>()->forward(h, context);
-  return x + proj_out(h.transpose(1, 2).reshape(x.sizes()));
+  return x + proj_out(to_image(h, x.sizes()));
 }
 
 Downsample::Downsample(int64_t ch) { op = register_module("op", Conv2d(ch, ch, 3, 2, 1)); }

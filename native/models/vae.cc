@@ -30,9 +30,8 @@ VaeAttentionImpl::VaeAttentionImpl(int64_t ch, int64_t groups) {
 
 at::Tensor VaeAttentionImpl::forward(const at::Tensor& x) {
   auto h = norm(x);
-  auto seq = [](const at::Tensor& t) { return t.flatten(2).transpose(1, 2); };  // [B,C,H,W] -> [B,HW,C]
-  auto o = attention(seq(q(h)), seq(k(h)), seq(v(h)), 1);
-  return x + proj_out(o.transpose(1, 2).reshape(x.sizes()));
+  auto o = attention(to_sequence(q(h)), to_sequence(k(h)), to_sequence(v(h)), 1);
+  return x + proj_out(to_image(o, x.sizes()));
 }
 
 VaeMidImpl::VaeMidImpl(int64_t ch, int64_t groups) {
@@ -108,10 +107,12 @@ AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& c) {
 }
 
 at::Tensor AutoencoderKLImpl::encode(const at::Tensor& image) {
-  auto moments = quant_conv(encoder(image)).chunk(2, 1);
+  auto moments = quant_conv(encoder(image.contiguous(at::MemoryFormat::ChannelsLast))).contiguous().chunk(2, 1);
   return at::cat({moments[0], moments[1].clamp(-30.0, 20.0)}, 1);
 }
 
-at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z) { return decoder(post_quant_conv(z)); }
+at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z) {
+  return decoder(post_quant_conv(z.contiguous(at::MemoryFormat::ChannelsLast))).contiguous();
+}
 
 }  // namespace sdtorch
