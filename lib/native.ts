@@ -104,6 +104,8 @@ export function native(): Binding {
   for (const file of candidates()) {
     if (!fs.existsSync(file)) continue;
     try {
+      // A native addon can only be loaded with require().
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
       binding = require(file) as Binding;
       loadedFrom = file;
       return binding;

@@ -78,7 +78,7 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   if (!Number.isFinite(cfgScale)) fail(`cfgScale must be a number, got ${cfgScale}`);
   const strength = o.strength ?? 0.8;
   if (!(strength > 0 && strength <= 1)) fail(`strength must be in (0, 1], got ${strength}`);
-  let seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
+  const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
   if (typeof seed === 'number' && (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER))
     fail(`seed must be a non-negative integer, got ${seed}`);
   if (typeof seed === 'bigint' && (seed < 0n || seed >= 2n ** 64n)) fail('seed must be in [0, 2^64)');

@@ -1,6 +1,7 @@
 // Parity of the three networks with diffusers/transformers on the random SD 1.5 checkpoint
 // (test/fixtures/reference-1234.safetensors), fp32 on CPU.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import * as sd from '../lib';
 import { ensureWeights, repoRoot } from './weights';
@@ -21,7 +22,7 @@ describe('SD 1.5 networks match the reference (random weights, fp32 CPU)', funct
   after(() => pipe?.dispose());
 
   it('tokenizer ids equal CLIPTokenizer for every reference prompt', function () {
-    const prompts: string[] = require('./fixtures/prompts.json');
+    const prompts: string[] = JSON.parse(fs.readFileSync(path.join(repoRoot, 'test', 'fixtures', 'prompts.json'), 'utf8'));
     const ids = pipe.tokenizer.encode(prompts);
     assert.deepEqual(ids.shape, [prompts.length, 77]);
     assert.equal(ids.dtype, 'int64');
