@@ -1,7 +1,7 @@
 // The model description's original calls, in JS form: preloadModelsFromStandardWeights + generate.
 import { toImageData } from './image';
 import type { Tokenizer } from './models';
-import { LATENT_SCALE, loadPipeline, type Pipeline } from './pipeline';
+import { loadPipeline, type Pipeline } from './pipeline';
 
 export interface StandardModels {
   pipeline: Pipeline;
@@ -49,6 +49,6 @@ export async function generate(a: SeedGenerateArgs): Promise<{ data: Uint8Array;
     ...(a.idleDevice ? { idleDevice: a.idleDevice } : {}),
     decode: false,
   });
-  const decoded = await pipe.vae.decode(latents.div(LATENT_SCALE));
+  const decoded = await pipe.decode(latents);
   return toImageData(decoded)[0]!;
 }

@@ -1,5 +1,5 @@
 // Typed facades of the three networks of a loaded checkpoint: each forward is a Promise.
-import type { Component, NativeModel } from './native';
+import type { Component, DType, NativeModel } from './native';
 import { Tensor } from './tensor';
 import { CLIPTokenizer } from './tokenizer';
 
@@ -15,9 +15,9 @@ export class Tokenizer {
 
 abstract class Network {
   constructor(protected readonly model: NativeModel, private readonly component: Component) {}
-  /** Moves this network's weights, e.g. to the idle device between stages. */
-  async to(device: string): Promise<void> {
-    await this.model.moveTo(this.component, device);
+  /** Moves this network's weights (e.g. to the idle device between stages), casting when dtype is given. */
+  async to(device: string, dtype?: DType): Promise<void> {
+    await this.model.moveTo(this.component, device, dtype);
   }
 }
 
@@ -42,16 +42,21 @@ export class UNet extends Network {
   }
 }
 
+export interface TileOptions {
+  /** Work in overlapping tiles of this size (encode: pixels, decode: latent cells); 0 = whole. */
+  tile?: number;
+}
+
 export class VAE extends Network {
   constructor(model: NativeModel) {
     super(model, 'vae');
   }
   /** images [B,3,H,W] in [-1,1] -> cat(mean, logvar) [B,8,H/8,W/8]. */
-  async encode(images: Tensor): Promise<Tensor> {
-    return new Tensor(await this.model.vaeEncode(images.handle));
+  async encode(images: Tensor, options: TileOptions = {}): Promise<Tensor> {
+    return new Tensor(await this.model.vaeEncode(images.handle, options.tile ?? 0));
   }
   /** Unscaled latents [B,4,h,w] -> images [B,3,8h,8w], about [-1,1]. */
-  async decode(z: Tensor): Promise<Tensor> {
-    return new Tensor(await this.model.vaeDecode(z.handle));
+  async decode(z: Tensor, options: TileOptions = {}): Promise<Tensor> {
+    return new Tensor(await this.model.vaeDecode(z.handle, options.tile ?? 0));
   }
 }

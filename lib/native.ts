@@ -39,6 +39,7 @@ export interface ModelInfo {
   unetDevice: string;
   textEncoderDevice: string;
   vaeDevice: string;
+  vaeDtype: DType;
   contextDim: number;
   /** Image pixels per latent cell along each side: 8 for SD 1.x. */
   vaeScale: number;
@@ -50,9 +51,9 @@ export interface NativeModel {
   info(): ModelInfo;
   encodeText(ids: NativeTensor): Promise<NativeTensor>;
   unet(x: NativeTensor, t: NativeTensor, ctx: NativeTensor): Promise<NativeTensor>;
-  vaeEncode(images: NativeTensor): Promise<NativeTensor>;
-  vaeDecode(z: NativeTensor): Promise<NativeTensor>;
-  moveTo(component: Component, device: string): Promise<void>;
+  vaeEncode(images: NativeTensor, tile?: number): Promise<NativeTensor>;
+  vaeDecode(z: NativeTensor, tile?: number): Promise<NativeTensor>;
+  moveTo(component: Component, device: string, dtype?: DType): Promise<void>;
   dispose(): void;
 }
 

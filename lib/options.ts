@@ -36,6 +36,11 @@ export interface GenerateOptions {
   idleDevice?: string;
   /** Decode to PNGs (default true); false returns latents only. */
   decode?: boolean;
+  /**
+   * VAE in overlapping 512-pixel tiles: memory of one tile at any size. 'auto' (default) tiles
+   * images over 1024x1024; results below that are untouched.
+   */
+  vaeTiling?: boolean | 'auto';
 }
 
 export interface ResolvedOptions {

@@ -12,6 +12,14 @@ import { CLIPTokenizer } from './tokenizer';
 /** The SD 1.x VAE's latent scale: UNet latents = 0.18215 * VAE latents. */
 export const LATENT_SCALE = 0.18215;
 
+/** Tile side for the tiled VAE, in pixels, and the image size above which 'auto' tiles. */
+const TILE_PIXELS = 512;
+const AUTO_TILE_ABOVE = 1024;
+
+function tiling(mode: boolean | 'auto' | undefined, width: number, height: number): boolean {
+  return mode === 'auto' || mode === undefined ? Math.max(width, height) > AUTO_TILE_ABOVE : mode;
+}
+
 export interface GenerateResult {
   /** PNGs with A1111 "parameters" infotext (empty when decode is false). */
   images: Buffer[];
@@ -90,7 +98,8 @@ export class Pipeline {
       opts.strength = o.strength;
       // VAE posterior sample, then the forward noise for the start step: two draws, in this order.
       // Latent math in float32 on the compute device; noise is drawn on the CPU (same on every device).
-      const moments = (await stage(this.vae, () => this.vae.encode(image))).to(this.device, 'float32');
+      const tile = tiling(options.vaeTiling, size.width, size.height) ? TILE_PIXELS : 0;
+      const moments = (await stage(this.vae, () => this.vae.encode(image, { tile }))).to(this.device, 'float32');
       const [mean, logvar] = moments.chunk(2, 1);
       const z = mean!.add(logvar!.mul(0.5).exp().mul(generator.randn(mean!.shape).to(this.device))).mul(LATENT_SCALE);
       const init = Tensor.cat(Array<Tensor>(batch).fill(z));
@@ -116,10 +125,22 @@ export class Pipeline {
     const latents = await stage(this.unet, () => sampler.sample(eps, x, opts));
     if (options.decode === false) return { images: [], latents, seed: o.seed, infotexts: [] };
 
-    const decoded = await stage(this.vae, () => this.vae.decode(latents.div(LATENT_SCALE)));
+    const tile = tiling(options.vaeTiling, size.width, size.height) ? TILE_PIXELS / this.model.info().vaeScale : 0;
+    const decoded = await stage(this.vae, () => this.decode(latents, tile));
     const infotexts = await this.infotexts(o, options, size, label);
     const images = await Promise.all(toImageData(decoded).map((img, i) => encodePng(img, infotexts[i])));
     return { images, latents, seed: o.seed, infotexts };
+  }
+
+  /**
+   * The SD 1.x VAE can overflow in fp16 (NaN/inf, a black image). Then it decodes again in fp32
+   * and stays in fp32, as A1111's automatic fallback does.
+   */
+  async decode(latents: Tensor, tile = 0): Promise<Tensor> {
+    const images = await this.vae.decode(latents.div(LATENT_SCALE), { tile });
+    if (images.allFinite() || this.model.info().vaeDtype === 'float32') return images;
+    await this.vae.to(this.model.info().vaeDevice, 'float32');
+    return this.vae.decode(latents.div(LATENT_SCALE), { tile });
   }
 
   private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: { width: number; height: number }, sampler: string): Promise<string[]> {

@@ -74,6 +74,15 @@ def main():
         out["vae.image"], out["vae.mean"], out["vae.logvar"] = image, dist.mean, dist.logvar
         z = torch.randn(1, 4, 8, 12, generator=g)
         out["vae.z"], out["vae.decoded"] = z, vae.decode(z).sample
+        # Tiled: 16-pixel / 8-cell tiles (the tiny VAE halves), overlap 0.25, on inputs of several tiles.
+        vae.enable_tiling()
+        vae.tile_sample_min_size, vae.tile_latent_min_size = 16, 8
+        image = torch.rand(1, 3, 40, 56, generator=g) * 2 - 1
+        dist = vae.encode(image).latent_dist
+        out["vae_tiled.image"], out["vae_tiled.mean"], out["vae_tiled.logvar"] = image, dist.mean, dist.logvar
+        z = torch.randn(1, 4, 20, 28, generator=g)
+        out["vae_tiled.z"], out["vae_tiled.decoded"] = z, vae.decode(z).sample
+        out["vae_tiled.untiled"] = vae.decode(z[:, :, :8, :8]).sample  # fits one tile: decoded whole
     save_file({k: v.contiguous() for k, v in out.items()}, str(FIX / "tiny-reference.safetensors"))
     print("wrote", FIX / "tiny-reference.safetensors")
 

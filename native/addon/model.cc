@@ -71,6 +71,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   out.Set("unetDevice", p.device().str());
   out.Set("textEncoderDevice", m->clip->parameters().front().device().str());
   out.Set("vaeDevice", m->vae->parameters().front().device().str());
+  out.Set("vaeDtype", dtype_string(m->vae->parameters().front().scalar_type()));
   out.Set("contextDim", double(m->config.unet.context));
   out.Set("vaeScale", double(int64_t(1) << (m->config.vae.mult.size() - 1)));  // pixels per latent cell
   return out;
@@ -111,11 +112,12 @@ Napi::Value ModelWrap::VaeEncode(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
     at::Tensor x = TensorWrap::unwrap(info[0], "images");
+    int64_t tile = info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
     check_rank(x, 4, "images", "[B, 3, H, W]");
     if (x.size(1) != 3 || x.size(2) % 8 || x.size(3) % 8)
       throw std::invalid_argument("images must have shape [B, 3, H, W] with H and W multiples of 8");
     return Task<at::Tensor>::run(
-        info.Env(), [=] { return m->vae->encode(prepare(x, *m->vae)); },
+        info.Env(), [=] { return m->vae->encode(prepare(x, *m->vae), tile); },
         [](Napi::Env env, at::Tensor& r) -> Napi::Value { return TensorWrap::wrap(env, r); });
   });
 }
@@ -124,22 +126,26 @@ Napi::Value ModelWrap::VaeDecode(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
     at::Tensor z = TensorWrap::unwrap(info[0], "latents");
+    int64_t tile = info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
     check_rank(z, 4, "latents", "[B, 4, h, w]");
     if (z.size(1) != m->config.vae.z) throw std::invalid_argument("latents must have 4 channels");
     return Task<at::Tensor>::run(
-        info.Env(), [=] { return m->vae->decode(prepare(z, *m->vae)); },
+        info.Env(), [=] { return m->vae->decode(prepare(z, *m->vae), tile); },
         [](Napi::Env env, at::Tensor& r) -> Napi::Value { return TensorWrap::wrap(env, r); });
   });
 }
 
-// moveTo(component, device): keeps idle networks off the GPU between stages.
+// moveTo(component, device, dtype?): keeps idle networks off the GPU between stages; a dtype
+// casts too (the fp16 VAE falls back to fp32 when it overflows).
 Napi::Value ModelWrap::MoveTo(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
     nn::Module& c = component(*m, info[0].As<Napi::String>());
     at::Device device = parse_device(info[1].As<Napi::String>());
+    std::optional<at::ScalarType> dtype;
+    if (info[2].IsString()) dtype = parse_dtype(info[2].As<Napi::String>());
     return Task<bool>::run(
-        info.Env(), [m, &c, device] { c.to(device); return true; },
+        info.Env(), [m, &c, device, dtype] { dtype ? c.to(device, *dtype) : c.to(device); return true; },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
   });
 }

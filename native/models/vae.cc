@@ -1,5 +1,7 @@
 #include "models/vae.h"
 
+#include "models/vae_tiling.h"
+
 namespace sdtorch {
 
 namespace {
@@ -99,20 +101,24 @@ at::Tensor VaeDecoderImpl::forward(const at::Tensor& z) {
   return conv_out(at::silu(norm_out(x)));
 }
 
-AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& c) {
+AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& c) : scale(int64_t(1) << (c.mult.size() - 1)) {
   encoder = register_module("encoder", VaeEncoder(c));
   decoder = register_module("decoder", VaeDecoder(c));
   quant_conv = register_module("quant_conv", Conv2d(2 * c.z, 2 * c.z, 1));
   post_quant_conv = register_module("post_quant_conv", Conv2d(c.z, c.z, 1));
 }
 
-at::Tensor AutoencoderKLImpl::encode(const at::Tensor& image) {
-  auto moments = quant_conv(encoder(image.contiguous(at::MemoryFormat::ChannelsLast))).contiguous().chunk(2, 1);
+at::Tensor AutoencoderKLImpl::encode(const at::Tensor& image, int64_t tile) {
+  auto moments_of = [this](const at::Tensor& x) { return quant_conv(encoder(x.contiguous(at::MemoryFormat::ChannelsLast))); };
+  bool split = tile > 0 && (image.size(2) > tile || image.size(3) > tile);
+  auto moments = (split ? tiled(moments_of, image, tile, 1.0 / double(scale)) : moments_of(image)).contiguous().chunk(2, 1);
   return at::cat({moments[0], moments[1].clamp(-30.0, 20.0)}, 1);
 }
 
-at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z) {
-  return decoder(post_quant_conv(z.contiguous(at::MemoryFormat::ChannelsLast))).contiguous();
+at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z, int64_t tile) {
+  auto decode_of = [this](const at::Tensor& x) { return decoder(post_quant_conv(x.contiguous(at::MemoryFormat::ChannelsLast))); };
+  bool split = tile > 0 && (z.size(2) > tile || z.size(3) > tile);
+  return (split ? tiled(decode_of, z, tile, double(scale)) : decode_of(z)).contiguous();
 }
 
 }  // namespace sdtorch

@@ -63,8 +63,11 @@ TORCH_MODULE(VaeDecoder);
 
 struct AutoencoderKLImpl : nn::Module {
   explicit AutoencoderKLImpl(const VaeConfig& c);
-  at::Tensor encode(const at::Tensor& image);  // [B,3,H,W] in [-1,1] -> cat(mean, logvar) [B,8,H/8,W/8]
-  at::Tensor decode(const at::Tensor& z);      // unscaled latents [B,4,h,w] -> [B,3,8h,8w]
+  // [B,3,H,W] in [-1,1] -> cat(mean, logvar) [B,8,H/8,W/8]; tiles of `tile` pixels when > 0 and smaller.
+  at::Tensor encode(const at::Tensor& image, int64_t tile = 0);
+  // Unscaled latents [B,4,h,w] -> [B,3,8h,8w]; tiles of `tile` latent cells when > 0 and smaller.
+  at::Tensor decode(const at::Tensor& z, int64_t tile = 0);
+  int64_t scale;  // pixels per latent cell
   VaeEncoder encoder{nullptr};
   VaeDecoder decoder{nullptr};
   Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
