@@ -40,7 +40,9 @@ def write_configs(root: pathlib.Path):
         "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12, "max_position_embeddings": 77,
         "vocab_size": 49408, "hidden_act": "quick_gelu", "projection_dim": 768, "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1})
     put("scheduler", "scheduler_config.json", {"_class_name": "EulerDiscreteScheduler", **SCHEDULER})
-    build_tokenizer(root / "tokenizer").save_pretrained(str(root / "tokenizer"))
+    tok = build_tokenizer(root / "tokenizer")
+    tok.model_max_length = 77
+    tok.save_pretrained(str(root / "tokenizer"))
 
 
 def peak_rss_mb():
