@@ -14,12 +14,17 @@ namespace {
 
 using Tensors = std::shared_ptr<TensorFile>;
 
-Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
+// Reads the file at info[0] on a worker thread, then turns it into JS with `done`.
+Napi::Value with_file(const Napi::CallbackInfo& info, const char* call, Task<Tensors>::Done done) {
   return guard(info, [&]() -> Napi::Value {
-    if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "loadTensors(path): path must be a string");
+    if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), std::string(call) + "(path): path must be a string");
     std::string path = info[0].As<Napi::String>();
-    return Task<Tensors>::run(
-        info.Env(), [path] { return std::make_shared<TensorFile>(load_tensor_file(path)); },
+    return Task<Tensors>::run(info.Env(), [path] { return std::make_shared<TensorFile>(load_tensor_file(path)); }, std::move(done));
+  });
+}
+
+Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
+  return with_file(info, "loadTensors",
         [](Napi::Env env, Tensors& f) -> Napi::Value {
           // [name, tensor] pairs: a name like "__proto__" must stay data, never touch a prototype.
           auto out = Napi::Object::New(env), meta = Napi::Object::New(env);
@@ -36,7 +41,6 @@ Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
           out.Set("format", f->format);
           return out;
         });
-  });
 }
 
 Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
@@ -68,11 +72,7 @@ Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
 
 // What a checkpoint holds, without building any network: format, family, and each tensor's dtype/shape.
 Napi::Value InspectFile(const Napi::CallbackInfo& info) {
-  return guard(info, [&]() -> Napi::Value {
-    if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "inspect(path): path must be a string");
-    std::string path = info[0].As<Napi::String>();
-    return Task<Tensors>::run(
-        info.Env(), [path] { return std::make_shared<TensorFile>(load_tensor_file(path)); },
+  return with_file(info, "inspect",
         [](Napi::Env env, Tensors& f) -> Napi::Value {
           auto out = Napi::Object::New(env);
           auto entries = Napi::Array::New(env, f->tensors.size());
@@ -89,7 +89,6 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
           out.Set("tensors", entries);
           return out;
         });
-  });
 }
 
 Napi::Value PresetManifest(const Napi::CallbackInfo& info) {
