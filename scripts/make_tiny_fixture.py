@@ -15,25 +15,14 @@ import pathlib
 import torch
 from safetensors.torch import save_file
 
+from make_random_sd15 import draw
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIX = ROOT / "test" / "fixtures"
 
 
 def tiny_state_dict(seed=1234):
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for key, shape in json.loads((FIX / "tiny-manifest.json").read_text()).items():
-        if len(shape) == 1:
-            t = (1.0 if key.endswith("weight") else 0.0) + 0.05 * torch.randn(shape, generator=g)
-        elif "embedding" in key:
-            t = 0.02 * torch.randn(shape, generator=g)
-        else:
-            fan_in = 1
-            for s in shape[1:]:
-                fan_in *= s
-            t = torch.randn(shape, generator=g) / fan_in ** 0.5
-        sd[key] = t
-    return sd
+    return draw(json.loads((FIX / "tiny-manifest.json").read_text()), seed)
 
 
 def main():
