@@ -46,6 +46,8 @@ export class Pipeline {
   readonly textEncoder: TextEncoder;
   readonly unet: UNet;
   readonly vae: VAE;
+  /** Image pixels per latent cell (8 for SD 1.x), fixed by the checkpoint. */
+  readonly vaeScale: number;
 
   /** @internal */
   constructor(
@@ -58,6 +60,7 @@ export class Pipeline {
     this.textEncoder = new TextEncoder(model);
     this.unet = new UNet(model);
     this.vae = new VAE(model);
+    this.vaeScale = model.info().vaeScale;
   }
 
   get name(): string {
@@ -106,8 +109,7 @@ export class Pipeline {
       x = sampler.addNoise(init, generator.randn(init.shape).to(this.device), opts);
     } else {
       size = { width: o.width ?? 512, height: o.height ?? 512 };
-      const scale = this.model.info().vaeScale;
-      const shape = [batch, 4, size.height / scale, size.width / scale];
+      const shape = [batch, 4, size.height / this.vaeScale, size.width / this.vaeScale];
       const noise = options.latents ?? generator.randn(shape);
       if (options.latents && noise.shape.join() !== shape.join())
         throw new RangeError(`generate(): latents must have shape [${shape.join(', ')}], got [${noise.shape.join(', ')}]`);
@@ -125,7 +127,7 @@ export class Pipeline {
     const latents = await stage(this.unet, () => sampler.sample(eps, x, opts));
     if (options.decode === false) return { images: [], latents, seed: o.seed, infotexts: [] };
 
-    const tile = tiling(options.vaeTiling, size.width, size.height) ? TILE_PIXELS / this.model.info().vaeScale : 0;
+    const tile = tiling(options.vaeTiling, size.width, size.height) ? TILE_PIXELS / this.vaeScale : 0;
     const decoded = await stage(this.vae, () => this.decode(latents, tile));
     const infotexts = await this.infotexts(o, options, size, label);
     const images = await Promise.all(toImageData(decoded).map((img, i) => encodePng(img, infotexts[i])));

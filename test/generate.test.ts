@@ -4,11 +4,11 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import sharp from 'sharp';
 import * as sd from '../lib';
+import { relErrTensor as relErr } from './helpers';
 import { readPngText } from '../lib/image';
 import { tinyCheckpoint } from './tiny';
 import { ensureWeights, repoRoot } from './weights';
 
-const relErr = (a: sd.Tensor, b: sd.Tensor) => a.sub(b).norm() / b.norm();
 const cat = { prompt: 'a photo of a cat', negativePrompt: 'blurry, low quality', cfgScale: 7.5 };
 const initImage = path.join(repoRoot, 'test', 'fixtures', 'img2img-init.png');
 

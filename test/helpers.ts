@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { Tensor } from '../lib';
 
 export const REPO_ROOT = path.resolve(__dirname, '..');
 
@@ -22,6 +23,11 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
     den += b[i] * b[i];
   }
   return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+/** ‖a − b‖ / ‖b‖ of two tensors, computed natively in float64. */
+export function relErrTensor(a: Tensor, b: Tensor): number {
+  return a.sub(b).norm() / b.norm();
 }
 
 /** A fresh temp directory, removed by the returned cleanup function. */

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as sd from '../lib';
+import { relErrTensor as relErr } from './helpers';
 import { ensureWeights, repoRoot } from './weights';
 
-const relErr = (a: sd.Tensor, b: sd.Tensor) => a.sub(b).norm() / b.norm();
 const fixture = path.join(repoRoot, 'test', 'fixtures', 'reference-1234.safetensors');
 
 describe('SD 1.5 networks match the reference (random weights, fp32 CPU)', function () {

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getSampler, samplerNames, type EpsModel, type SamplerOptions } from '../lib/samplers';
 import { Generator, Tensor } from '../lib/tensor';
+import { relErrTensor as relError } from './helpers';
 
 // Reference trajectories of diffusers' schedulers with a toy eps model, made by
 // scripts/make_sampler_fixture.py (see its docstring).
@@ -46,7 +47,6 @@ function toyModel(c: Float32Array, seen: number[]): EpsModel {
   };
 }
 
-const relError = (ours: Tensor, ref: Tensor): number => ours.sub(ref).norm() / ref.norm();
 const worst = new Map<string, number>();
 const worstT = new Map<string, number>();
 

@@ -3,19 +3,21 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import * as sd from '../lib';
+import { relErrTensor as relErr } from './helpers';
 import { tinyCheckpoint } from './tiny';
 import { repoRoot } from './weights';
 
-const relErr = (a: sd.Tensor, b: sd.Tensor) => a.sub(b).norm() / b.norm();
+
+// Shared by the two suites below: the reference and the tiny model, loaded once.
+let ref: Record<string, sd.Tensor>;
+let pipe: sd.Pipeline;
+before(async function () {
+  ref = await sd.loadTensors(path.join(repoRoot, 'test', 'fixtures', 'tiny-reference.safetensors'));
+  pipe = await sd.loadPipeline(await tinyCheckpoint(), { device: 'cpu' });
+});
+after(() => pipe?.dispose());
 
 describe('tiny preset networks match diffusers/transformers (fp32 CPU)', function () {
-  let ref: Record<string, sd.Tensor>;
-  let pipe: sd.Pipeline;
-  before(async function () {
-    ref = await sd.loadTensors(path.join(repoRoot, 'test', 'fixtures', 'tiny-reference.safetensors'));
-    pipe = await sd.loadPipeline(await tinyCheckpoint(), { device: 'cpu' });
-  });
-  after(() => pipe?.dispose());
 
   it('text encoder (embeddings, causal attention, quick GELU MLP, final norm)', async function () {
     const y = await pipe.textEncoder.forward(ref['clip.ids']!);
@@ -46,13 +48,6 @@ describe('tiny preset networks match diffusers/transformers (fp32 CPU)', functio
 });
 
 describe('tiled VAE (tiny preset) matches diffusers enable_tiling()', function () {
-  let ref: Record<string, sd.Tensor>;
-  let pipe: sd.Pipeline;
-  before(async function () {
-    ref = await sd.loadTensors(path.join(repoRoot, 'test', 'fixtures', 'tiny-reference.safetensors'));
-    pipe = await sd.loadPipeline(await tinyCheckpoint(), { device: 'cpu' });
-  });
-  after(() => pipe?.dispose());
 
   it('tiled decode of a 20x28 latent in 8-cell tiles (15 tiles, blended overlaps)', async function () {
     const y = await pipe.vae.decode(ref['vae_tiled.z']!, { tile: 8 });
