@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `sdtorch` command: generate, info, download, build.
+// The `sdtorch` command: generate, info, download, setup, build.
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -9,6 +9,7 @@ import { loadPipeline, systemInfo } from './index';
 import { native } from './native';
 import type { Progress } from './options';
 import { samplerNames } from './samplers';
+import { build, setup } from './setup';
 
 const USAGE = `Usage:
   sdtorch generate "prompt" [options]     txt2img, or img2img with --init-image
@@ -29,6 +30,9 @@ const USAGE = `Usage:
   sdtorch info FILE        a checkpoint's family, dtypes and parameter counts, or a PNG's parameters
   sdtorch info --system    libtorch, CUDA and the binary that loaded (for bug reports)
   sdtorch download         fetch the default weights into the cache
+  sdtorch setup [--no-download]
+                           make the addon loadable: the prebuilt binary with the libtorch it needs
+                           (downloaded into the cache when missing), else a build from source
   sdtorch build            build the native addon from source`;
 
 function progressBar(p: Progress): void {
@@ -134,9 +138,9 @@ async function main(argv: string[]): Promise<void> {
       console.log(file);
       return;
     }
+    case 'setup': return setup({ download: !rest.includes('--no-download') });
     case 'build': {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      require(path.join(__dirname, '..', 'scripts', 'build-native.js')).build();
+      await build();
       return;
     }
     case undefined: case '-h': case '--help': case 'help':
@@ -148,6 +152,6 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((e: Error) => {
-  console.error(`sdtorch: ${e.message}`);
+  console.error(e.message.startsWith('sdtorch') ? e.message : `sdtorch: ${e.message}`);
   process.exit(1);
 });

@@ -3,11 +3,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
+import { cacheDir } from './libtorch';
 
 /** The weights used when none are given: Stable Diffusion 1.5, EMA-only, pruned (4.3 GB). */
 export const DEFAULT_REPO = 'stable-diffusion-v1-5/stable-diffusion-v1-5';
@@ -42,10 +42,7 @@ export interface ResolveOptions extends DownloadOptions {
 const HOW_TO_PASS = 'Pass a local checkpoint instead: `sdtorch --weights FILE`, or SDTORCH_WEIGHTS=/path/to/model.safetensors';
 
 /** The cache directory: SDTORCH_CACHE, else $XDG_CACHE_HOME/sdtorch, else ~/.cache/sdtorch. */
-export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.SDTORCH_CACHE) return path.resolve(env.SDTORCH_CACHE);
-  return path.join(env.XDG_CACHE_HOME ? path.resolve(env.XDG_CACHE_HOME) : path.join(os.homedir(), '.cache'), 'sdtorch');
-}
+export { cacheDir };
 
 /** Where a Hub file is cached: `<cacheDir>/<owner>--<name>/<file>`. */
 export function cachedPath(options: Pick<DownloadOptions, 'repo' | 'file' | 'env'> = {}): string {

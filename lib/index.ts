@@ -1,5 +1,5 @@
 // sdtorch: Stable Diffusion for Node.js. The public API (see README.md).
-import { loadedFrom, native, type SystemInfo } from './native';
+import { loaded, native, type Loaded, type SystemInfo } from './native';
 import { Tensor } from './tensor';
 
 export { Tensor, Generator, randn } from './tensor';
@@ -30,8 +30,11 @@ export async function saveTensors(path: string, tensors: Record<string, Tensor>,
   await native().saveTensors(path, handles, options.metadata ?? {}, options.overwrite ?? false);
 }
 
-/** What the loaded native side is: libtorch version, CUDA, threads, and which binary loaded. */
-export function systemInfo(): SystemInfo & { binary: string } {
+/**
+ * What the loaded native side is: libtorch version (loaded and built for), CUDA, threads, which
+ * binary loaded ("source" build or a prebuilt variant) and, for a prebuilt one, which libtorch.
+ */
+export function systemInfo(): SystemInfo & Loaded {
   const info = native().systemInfo();
-  return { ...info, binary: loadedFrom };
+  return { ...info, ...loaded! };
 }

@@ -1,34 +1,25 @@
 #!/usr/bin/env node
 'use strict';
-// npm install hook: keep a prebuilt binary that loads on this machine, else build from source.
-// Never silent: it says which binary it uses, or exactly why it could not build.
+// npm install hook (and `npm run build:native` with --from-source): a prebuilt binary with the
+// libtorch it needs, else a source build. The logic lives in lib/setup.ts; a git checkout has no
+// dist/ yet, so compile it first.
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
 
-function loads(file) {
-  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)})`], { encoding: 'utf8', timeout: 60000 });
-  return r.status === 0;
+if (process.env.SDTORCH_SKIP_BUILD === '1') {
+  console.error('sdtorch: SDTORCH_SKIP_BUILD=1: no prebuilt binary checked, nothing built');
+  process.exit(0);
 }
-
-function prebuilds() {
-  const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.node')).map((f) => path.join(dir, f)) : [];
+if (!fs.existsSync(path.join(root, 'dist', 'setup.js'))) {
+  const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.json')], { stdio: 'inherit' });
+  if (r.status !== 0) process.exit(1);
 }
-
-function main() {
-  if (process.env.SDTORCH_SKIP_BUILD === '1') return console.error('sdtorch: SDTORCH_SKIP_BUILD=1, not building the native addon');
-  const fit = prebuilds().find(loads);
-  if (fit && process.env.SDTORCH_BUILD_FROM_SOURCE !== '1') return console.error(`sdtorch: using prebuilt ${path.relative(root, fit)}`);
-  console.error(fit === undefined && prebuilds().length ? 'sdtorch: no prebuilt binary loads here; building from source' : 'sdtorch: building the native addon from source');
-  try {
-    require('./build-native').build();
-  } catch (e) {
+require('../dist/setup')
+  .setup({ fromSource: process.argv.includes('--from-source') })
+  .catch((e) => {
     console.error(`sdtorch: ${e.message}`);
     process.exit(1);
-  }
-}
-
-main();
+  });

@@ -1,4 +1,6 @@
 // Module init: the classes and free functions JS sees (see lib/native.ts for their types).
+#include <caffe2/core/common.h>
+#include <dlfcn.h>
 #include <napi.h>
 #include <torch/torch.h>
 
@@ -107,9 +109,22 @@ Napi::Value PresetManifest(const Napi::CallbackInfo& info) {
   });
 }
 
+// The version of the libtorch actually loaded (its own build record), not of the headers we saw.
+std::string loaded_torch_version() {
+  const auto& options = caffe2::GetBuildOptions();
+  auto it = options.find("TORCH_VERSION");
+  return it == options.end() ? "unknown" : it->second;
+}
+
+std::string loaded_torch_path() {
+  Dl_info where{};
+  return dladdr(reinterpret_cast<void*>(&caffe2::GetBuildOptions), &where) && where.dli_fname ? where.dli_fname : "?";
+}
+
 Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   auto out = Napi::Object::New(info.Env());
-  out.Set("torchVersion", SDTORCH_TORCH_VERSION);
+  out.Set("torchVersion", loaded_torch_version());
+  out.Set("builtForTorch", SDTORCH_TORCH_VERSION);
   out.Set("cudaAvailable", torch::cuda::is_available());
   out.Set("cudaDevices", double(torch::cuda::device_count()));
   out.Set("threads", double(at::get_num_threads()));
@@ -119,6 +134,14 @@ Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // Another libtorch than ours may load when its symbols happen to match; refuse it here rather
+  // than fail later in some kernel.
+  if (loaded_torch_version() != SDTORCH_TORCH_VERSION) {
+    throw Napi::Error::New(env, "sdtorch's native addon was built for libtorch " SDTORCH_TORCH_VERSION ", but libtorch " +
+                                    loaded_torch_version() + " is loaded (" + loaded_torch_path() +
+                                    "). Use libtorch " SDTORCH_TORCH_VERSION " (LIBTORCH=/path/to/it, or pip install torch==" SDTORCH_TORCH_VERSION
+                                    "), or rebuild against this one: npx sdtorch build");
+  }
   TensorWrap::Init(env, exports);
   GeneratorWrap::Init(env, exports);
   ModelWrap::Init(env, exports);
