@@ -47,3 +47,12 @@ export function python(script: string, args: string[] = []): string {
   if (r.status !== 0) throw new Error(`python3 failed (exit ${r.status}):\n${r.stderr}`);
   return r.stdout;
 }
+
+/** A folder that looks like an unpacked libtorch of `version` (no libraries in it). */
+export function fakeLibtorch(root: string, version: string, local = 'cpu'): string {
+  fs.mkdirSync(path.join(root, 'share', 'cmake', 'Torch'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'lib'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'share', 'cmake', 'Torch', 'TorchConfigVersion.cmake'), `set(PACKAGE_VERSION "${version}")\n`);
+  fs.writeFileSync(path.join(root, 'build-version'), `${version}+${local}\n`);
+  return root;
+}

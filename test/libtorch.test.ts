@@ -7,16 +7,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { describe as describeLibtorch, download, downloadUrl, driverCudaMajor, fits, lookup, type Libtorch } from '../lib/libtorch';
 import { orderPrebuilds, type Prebuild } from '../lib/native';
-import { python, tmpDir } from './helpers';
-
-/** A folder that looks like an unpacked libtorch of `version` (no libraries in it). */
-export function fakeLibtorch(root: string, version: string, local = 'cpu'): string {
-  fs.mkdirSync(path.join(root, 'share', 'cmake', 'Torch'), { recursive: true });
-  fs.mkdirSync(path.join(root, 'lib'), { recursive: true });
-  fs.writeFileSync(path.join(root, 'share', 'cmake', 'Torch', 'TorchConfigVersion.cmake'), `set(PACKAGE_VERSION "${version}")\n`);
-  fs.writeFileSync(path.join(root, 'build-version'), `${version}+${local}\n`);
-  return root;
-}
+import { fakeLibtorch, python, tmpDir } from './helpers';
 
 /** Sets environment variables for the duration of `fn`. */
 function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
@@ -111,7 +102,7 @@ describe('choosing a prebuilt binary', function () {
 
 /** Serves one body at any path, or an error, counting requests. */
 class ZipServer {
-  body = Buffer.alloc(0);
+  body: Buffer = Buffer.alloc(0);
   mode: 'ok' | '404' | 'truncate' = 'ok';
   requests: string[] = [];
   url = '';
@@ -136,11 +127,11 @@ class ZipServer {
 function makeZip(file: string, files: Record<string, [string, number]>): Buffer {
   python(`
 import json, sys, zipfile
-with zipfile.ZipFile(sys.argv[1], 'w') as z:
+with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:
     for name, (text, mode) in json.loads(sys.argv[2]).items():
         info = zipfile.ZipInfo(name)
         info.external_attr = mode << 16
-        z.writestr(info, text)
+        z.writestr(info, text, zipfile.ZIP_DEFLATED)
 `, [file, JSON.stringify(files)]);
   return fs.readFileSync(file);
 }
