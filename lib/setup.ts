@@ -11,10 +11,12 @@ const say = (line: string) => console.error(`sdtorch: ${line}`);
 
 /** Loads the package's loader in a fresh process: a binary that crashes cannot take us down. */
 function tryLoad(env: NodeJS.ProcessEnv): { ok: boolean; detail: string } {
-  const r = spawnSync(process.execPath, ['-e', `const n = require(${JSON.stringify(path.join(__dirname, 'native'))}); n.native(); console.log(JSON.stringify(n.loaded))`], {
-    encoding: 'utf8', timeout: 120000, env: { ...process.env, ...env },
-  });
-  return r.status === 0 ? { ok: true, detail: r.stdout.trim() } : { ok: false, detail: (r.stderr || r.error?.message || '').trim() };
+  const script = `const n = require(${JSON.stringify(path.join(__dirname, 'native'))});
+    try { n.native(); } catch (e) { console.error(e.message); process.exit(1); }`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120000, env: { ...process.env, ...env } });
+  // The loader's message lists what it tried between "Tried:" and "Possible solutions:".
+  const tried = /Tried:\n([\s\S]*?)\nPossible solutions:/.exec(r.stderr ?? '');
+  return { ok: r.status === 0, detail: (tried ? tried[1] : r.stderr || r.error?.message || `exit ${r.status}`).trim().replace(/\s+/g, ' ') };
 }
 
 export interface SetupOptions {
@@ -31,7 +33,8 @@ export interface SetupOptions {
 export async function setup(opts: SetupOptions = {}): Promise<void> {
   const allowDownload = opts.download ?? process.env.SDTORCH_SKIP_DOWNLOAD !== '1';
   const candidates = opts.fromSource || process.env.SDTORCH_BUILD_FROM_SOURCE === '1' ? [] : prebuilds();
-  const unmet: string[] = [];
+  const unmet: string[] = []; // no libtorch for it
+  const broken: string[] = []; // libtorch found, binary did not load
   for (const p of candidates) {
     let { libtorch } = libtorchFor(p);
     if (!libtorch && !allowDownload) {
@@ -47,8 +50,19 @@ export async function setup(opts: SetupOptions = {}): Promise<void> {
       }
     }
     const r = tryLoad({ SDTORCH_VARIANT: p.flavor, SDTORCH_BINARY: '' });
-    if (r.ok) return say(`using the prebuilt binary ${path.relative(packageRoot, p.file)} with libtorch ${libtorch.version} from ${libtorch.root} (${libtorch.source})`);
-    unmet.push(`${path.basename(p.file)} did not load: ${r.detail.split('\n').slice(0, 3).join(' ')}`);
+    if (r.ok) {
+      for (const line of unmet) say(`note: ${line}`);
+      return say(`using the prebuilt binary ${path.relative(packageRoot, p.file)} with libtorch ${libtorch.version} from ${libtorch.root} (${libtorch.source})`);
+    }
+    broken.push(`${path.basename(p.file)} did not load with libtorch ${libtorch.version} from ${libtorch.root}: ${r.detail}`);
+  }
+  if (broken.length) {
+    // A libtorch is there but the binary does not load with it (say, an older system library): a
+    // source build for this machine is the way out.
+    for (const line of [...unmet, ...broken]) say(`WARNING: ${line}`);
+    say('building the native addon from source instead');
+    await build();
+    return;
   }
   if (unmet.length) {
     // A prebuilt binary fits this platform but its libtorch is missing: a source build would need a
@@ -58,7 +72,7 @@ export async function setup(opts: SetupOptions = {}): Promise<void> {
       `or pip install torch==${candidates[0].torch}, or set LIBTORCH to an unpacked libtorch ${candidates[0].torch}; or build from source: npx sdtorch build`);
     return;
   }
-  say(candidates.length || opts.fromSource ? 'building the native addon from source' : `no prebuilt binary for ${process.platform}-${process.arch}; building the native addon from source`);
+  say(opts.fromSource || process.env.SDTORCH_BUILD_FROM_SOURCE === '1' ? 'building the native addon from source' : `no prebuilt binary for ${process.platform}-${process.arch}; building the native addon from source`);
   await build();
 }
 

@@ -20,7 +20,9 @@ if (list.some((lt) => !lt)) {
 }
 for (const lt of list) {
   const name = prebuildName(lt.flavor, lt.version).replace(/\.node$/, '');
+  // A fresh folder each time: a build configured for another libtorch must not be reused.
   const staging = path.join(root, 'build', `prebuild-${lt.flavor}`);
+  fs.rmSync(staging, { recursive: true, force: true });
   fs.mkdirSync(staging, { recursive: true });
   console.error(`prebuild: ${name} against libtorch ${lt.version} (${lt.flavor}) at ${lt.root}`);
   const r = spawnSync(process.execPath, [require.resolve('prebuildify/bin.js'), '--napi', '--strip', '--name', name, '--cwd', staging, '--out', root,

@@ -56,12 +56,14 @@ console.log(first.length, seed);
 describe('the npm package, installed from its tarball into an empty project', function () {
   const t = tmpDir('sdtorch-pkg-');
   const app = path.join(t.dir, 'app');
+  const bin = path.join(t.dir, 'bin'); // a PATH with node alone: no python3, no cmake, no compiler
   const torch = pythonTorch();
   let weights: string;
   let expected: number[];
   let prebuild: string;
   let install: Run;
 
+  const installStep = (env: NodeJS.ProcessEnv) => run(process.execPath, [path.join(app, 'node_modules', 'sdtorch', 'scripts', 'install.js')], app, env);
   const node = (file: string, env: NodeJS.ProcessEnv = {}) => run(process.execPath, [file], app, { WEIGHTS: weights, ...env });
   const parse = (r: Run) => {
     assert.equal(r.code, 0, r.err);
@@ -79,6 +81,8 @@ describe('the npm package, installed from its tarball into an empty project', fu
     const tgz = path.join(t.dir, pack.out.trim().split('\n').at(-1)!);
     assert.match(pack.err, new RegExp(`prebuilds/${process.platform}-${process.arch}/${path.basename(prebuild).replaceAll('.', '\\.')}`));
     fs.mkdirSync(app);
+    fs.mkdirSync(bin);
+    fs.symlinkSync(process.execPath, path.join(bin, 'node'));
     fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
     fs.writeFileSync(path.join(app, 'app.js'), APP_JS);
     fs.writeFileSync(path.join(app, 'app.mjs'), APP_MJS);
@@ -127,9 +131,25 @@ describe('the npm package, installed from its tarball into an empty project', fu
     assert.ok(!fs.existsSync(path.join(app, 'node_modules', 'sdtorch', 'build')));
   });
 
+  it('a prebuilt binary that does not load makes the install step build from source, and say why', async function () {
+    const file = path.join(app, 'node_modules', 'sdtorch', 'prebuilds', `${process.platform}-${process.arch}`, path.basename(prebuild));
+    const good = fs.readFileSync(file);
+    fs.writeFileSync(file, 'not a shared library');
+    try {
+      // No cmake on PATH: the build it falls back to fails, loudly.
+      const r = await installStep({ PATH: bin, LIBTORCH: torch.dir });
+      assert.equal(r.code, 1);
+      assert.ok(r.err.includes(`WARNING: ${path.basename(prebuild)} did not load with libtorch ${torch.version} from ${torch.dir}: ${file}`), r.err);
+      assert.match(r.err, /invalid ELF header|file too short/);
+      assert.match(r.err, /building the native addon from source instead/);
+      assert.match(r.err, /sdtorch: the native build failed/);
+    } finally {
+      fs.writeFileSync(file, good);
+    }
+  });
+
   describe('on a machine without libtorch', function () {
     // PATH holds node only: no python3, so no Python torch; the cache starts empty.
-    const bin = path.join(t.dir, 'bin');
     const cache = path.join(t.dir, 'cache');
     const zip = path.join(t.dir, 'libtorch.zip');
     const requests: string[] = [];
@@ -140,11 +160,8 @@ describe('the npm package, installed from its tarball into an empty project', fu
       fs.createReadStream(zip).pipe(res);
     });
     let env: NodeJS.ProcessEnv;
-    const installStep = (extra: NodeJS.ProcessEnv = {}) => run(process.execPath, [path.join(app, 'node_modules', 'sdtorch', 'scripts', 'install.js')], app, { ...env, ...extra });
 
     before(async function () {
-      fs.mkdirSync(bin);
-      fs.symlinkSync(process.execPath, path.join(bin, 'node'));
       // A libtorch zip laid out as pytorch.org's, holding the libraries of Python's torch.
       python(`
 import glob, os, sys, zipfile
@@ -164,7 +181,7 @@ with zipfile.ZipFile(out, 'w') as z:
     });
 
     it('with downloads skipped, the install step warns and does not fail; require() then says what to do', async function () {
-      const r = await installStep({ SDTORCH_SKIP_DOWNLOAD: '1' });
+      const r = await installStep({ ...env, SDTORCH_SKIP_DOWNLOAD: '1' });
       assert.equal(r.code, 0, r.err);
       assert.match(r.err, new RegExp(`WARNING: ${path.basename(prebuild).replaceAll('.', '\\.')} needs libtorch ${torch.version} \\(cpu\\); SDTORCH_SKIP_DOWNLOAD=1`));
       assert.match(r.err, /require\('sdtorch'\) will fail until libtorch is there: run `npx sdtorch setup`/);
@@ -175,7 +192,7 @@ with zipfile.ZipFile(out, 'w') as z:
     });
 
     it('the install step downloads the matching libtorch into the cache, and the prebuilt binary runs with it', async function () {
-      const r = await installStep();
+      const r = await installStep(env);
       assert.equal(r.code, 0, r.err);
       assert.match(r.err, new RegExp(`sdtorch: downloading libtorch ${torch.version} \\(cpu\\) from http://127\\.0\\.0\\.1:\\d+/cpu/`));
       assert.ok(r.err.includes(`with libtorch ${torch.version} from ${path.join(cache, `libtorch-${torch.version}-cpu`, 'libtorch')} (cache)`), r.err);
