@@ -54,19 +54,16 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
 /** The folder a downloaded libtorch lives in. */
 export const libtorchCachePath = (version: string, flavor: string) => path.join(cacheDir(), `libtorch-${version}-${flavor}`, 'libtorch');
 
-function pythonTorch(): Libtorch[] {
-  const out: Libtorch[] = [];
-  for (const py of [...new Set([process.env.PYTHON, 'python3', 'python'].filter((p): p is string => !!p))]) {
-    try {
-      // find_spec locates torch without importing it (an import takes seconds).
-      const dir = execFileSync(py, ['-c', 'import importlib.util as u; s = u.find_spec("torch"); print(s.submodule_search_locations[0] if s else "")'], {
-        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 20000,
-      }).trim();
-      const lt = dir ? describe(dir, py) : null;
-      if (lt && !out.some((o) => o.root === lt.root)) out.push(lt);
-    } catch { /* no such interpreter */ }
+/** The torch package of one Python interpreter, located without importing it (an import takes seconds). */
+function pythonTorch(py: string): Libtorch | null {
+  try {
+    const dir = execFileSync(py, ['-c', 'import importlib.util as u; s = u.find_spec("torch"); print(s.submodule_search_locations[0] if s else "")'], {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 20000,
+    }).trim();
+    return dir ? describe(dir, py) : null;
+  } catch {
+    return null; // no such interpreter
   }
-  return out;
 }
 
 function cached(): Libtorch[] {
@@ -106,7 +103,12 @@ export function lookup(stopAt: (lt: Libtorch) => boolean = () => false): Lookup 
   const fromTorchDir = torchDir ? describe(path.resolve(torchDir, '..', '..', '..'), 'Torch_DIR') : null;
   if (torchDir && visit('Torch_DIR', fromTorchDir ? [fromTorchDir] : [])) return { found, looked };
   if (visit(`cache ${cacheDir()}`, cached())) return { found, looked };
-  visit('Python torch', pythonTorch());
+  // One interpreter at a time: each costs a process start.
+  for (const py of [...new Set([process.env.PYTHON, 'python3', 'python'].filter((p): p is string => !!p))]) {
+    const lt = pythonTorch(py);
+    if (lt && found.some((f) => f.root === lt.root)) continue;
+    if (visit(`Python torch (${py})`, lt ? [lt] : [])) break;
+  }
   return { found, looked };
 }
 
