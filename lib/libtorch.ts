@@ -187,7 +187,9 @@ export async function download(version: string, flavor: string, log: (line: stri
         ctl.enqueue(chunk);
       },
     });
-    await pipeline(res.body.pipeThrough(progress), fs.createWriteStream(zip));
+    await pipeline(res.body.pipeThrough(progress), fs.createWriteStream(zip)).catch((e: Error) => {
+      throw new Error(`the download of ${url} broke off after ${got} bytes: ${e.message}${e.cause instanceof Error ? ` (${e.cause.message})` : ''}`);
+    });
     if (total && got !== total) throw new Error(`the download stopped at ${got} of ${total} bytes`);
     fs.rmSync(tmp, { recursive: true, force: true });
     await unzip(zip, tmp);

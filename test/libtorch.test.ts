@@ -110,7 +110,7 @@ class ZipServer {
     this.requests.push(req.url!);
     if (this.mode === '404') return void res.writeHead(404).end('not here');
     res.writeHead(200, { 'Content-Length': this.body.length });
-    if (this.mode === 'truncate') return void res.end(this.body.subarray(0, this.body.length >> 1), () => res.destroy());
+    if (this.mode === 'truncate') return void res.write(this.body.subarray(0, this.body.length >> 1), () => res.socket?.destroy());
     res.end(this.body);
   });
   async start() {
@@ -169,7 +169,7 @@ describe('downloading libtorch into the cache', function () {
     server.mode = '404';
     await assert.rejects(withEnv(env(), () => download('2.97.0', 'cpu', (l) => logs.push(l))), /\/cpu\/libtorch-shared-with-deps-2\.97\.0%2Bcpu\.zip answered 404/);
     server.mode = 'truncate';
-    await assert.rejects(withEnv(env(), () => download('2.97.0', 'cpu', (l) => logs.push(l))), /terminated|aborted|stopped at|socket|premature/i);
+    await assert.rejects(withEnv(env(), () => download('2.97.0', 'cpu', (l) => logs.push(l))), /the download of http:\/\/127\.0\.0\.1:\d+\/cpu\/\S+ broke off after \d+ bytes: terminated \(other side closed\)/);
     assert.deepEqual(leftovers(), []);
     assert.ok(!fs.existsSync(path.join(cache, 'libtorch-2.97.0-cpu')));
     server.mode = 'ok';
