@@ -140,11 +140,13 @@ export function driverCudaMajor(procText = read('/proc/driver/nvidia/version')):
  */
 export function preload(lt: Libtorch): void {
   const NODELETE = process.platform === 'darwin' ? 0x80 : 0x1000;
-  const { RTLD_NOW, RTLD_GLOBAL } = os.constants.dlopen as Record<string, number>;
+  // RTLD_LOCAL, as when the libraries load as a local build's dependencies: the addon finds them
+  // by name (they are already loaded), nothing else in the process sees their symbols.
+  const { RTLD_NOW, RTLD_LOCAL } = os.constants.dlopen as Record<string, number>;
   const names = ['libc10', 'libtorch_cpu', 'libc10_cuda', 'libtorch_cuda', 'libtorch'].map((n) => path.join(libDir(lt), n + ext()));
   for (const file of names.filter((f) => fs.existsSync(f))) {
     try {
-      process.dlopen({ exports: {} }, file, RTLD_NOW | RTLD_GLOBAL | NODELETE);
+      process.dlopen({ exports: {} }, file, RTLD_NOW | RTLD_LOCAL | NODELETE);
     } catch (e) {
       // Node says so for any library that is not an addon: it was loaded, which is all we want.
       const msg = (e as Error).message;

@@ -134,6 +134,8 @@ export interface Loaded {
   variant: string;
   /** The libtorch loaded for a prebuilt binary (a local build records its own path). */
   libtorch?: Libtorch;
+  /** Better binaries that were passed over, and why (a CUDA one without its libtorch, say). */
+  skipped: string[];
 }
 
 let binding: Binding | undefined;
@@ -164,7 +166,7 @@ export function native(): Binding {
       const explicit = forced && process.env.LIBTORCH ? describe(process.env.LIBTORCH, 'LIBTORCH') : null;
       if (explicit) preload(explicit);
       binding = requireAddon(file);
-      loaded = { binary: file, variant: 'source' };
+      loaded = { binary: file, variant: 'source', skipped: [] };
       return binding;
     } catch (e) {
       tried.push(`  ${file}: ${(e as Error).message}`);
@@ -181,7 +183,7 @@ export function native(): Binding {
     try {
       preload(libtorch);
       binding = requireAddon(p.file);
-      loaded = { binary: p.file, variant: p.flavor, libtorch };
+      loaded = { binary: p.file, variant: p.flavor, libtorch, skipped: tried.map((l) => l.trim()) };
       return binding;
     } catch (e) {
       tried.push(`  ${p.file} with libtorch ${libtorch.version} at ${libtorch.root}: ${(e as Error).message}`);
