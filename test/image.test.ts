@@ -18,7 +18,7 @@ import {
   type RgbImage,
 } from '../lib/image';
 import { Tensor } from '../lib/tensor';
-import { python, tmpDir } from './helpers';
+import { python, REPO_ROOT, tmpDir } from './helpers';
 
 const f = Math.fround;
 
@@ -497,6 +497,24 @@ print(json.dumps(res))`,
       fs.writeFileSync(file, b);
       assert.equal(await modelHash(file), sha(b));
       await assert.rejects(modelHash(path.join(tmp.dir, 'missing.safetensors')), /ENOENT/);
+    });
+
+    it('modelHash: a new process takes the hash from the cache, until the file changes', async () => {
+      const file = path.join(tmp.dir, 'remembered.safetensors');
+      const a = bytes(1 << 20, 3);
+      fs.writeFileSync(file, a);
+      const real = createHash('sha256').update(a).digest('hex').slice(0, 10);
+      assert.equal(await modelHash(file), real);
+      const store = path.join(process.env.SDTORCH_CACHE!, 'model-hashes.json');
+      const known = JSON.parse(fs.readFileSync(store, 'utf8')) as Record<string, string>;
+      const key = Object.keys(known).find((k) => k.startsWith(`${file}\0`))!;
+      assert.equal(known[key], real);
+      // Planted in the cache: a fresh process answers with it, so it did not read the file.
+      fs.writeFileSync(store, JSON.stringify({ ...known, [key]: 'abcdef0123' }));
+      const inChild = () => spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(REPO_ROOT, 'dist', 'image'))}).modelHash(${JSON.stringify(file)}).then(console.log)`], { encoding: 'utf8' }).stdout.trim();
+      assert.equal(inChild(), 'abcdef0123');
+      fs.utimesSync(file, new Date(), new Date(Date.now() + 5000));
+      assert.equal(inChild(), real);
     });
 
     it('writeFileAtomic: writes, never clobbers without overwrite, replaces with it, leaves no temp files', async () => {
