@@ -18,6 +18,13 @@ export async function loadTensors(path: string): Promise<Record<string, Tensor>>
   return Object.fromEntries(tensors.map(([k, t]) => [k, new Tensor(t)]));
 }
 
+/** The string metadata of a .safetensors file (its `__metadata__` header entry); {} for a .ckpt. */
+export async function loadMetadata(path: string): Promise<Record<string, string>> {
+  const { tensors, metadata } = await native().loadTensors(path);
+  for (const [, t] of tensors) t.dispose(); // views of the mapped file: nothing was read
+  return { ...metadata };
+}
+
 export interface SaveOptions {
   metadata?: Record<string, string>;
   /** Replace an existing file (default false: an existing file is an error). */

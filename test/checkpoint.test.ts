@@ -171,6 +171,15 @@ describe('saveTensors / loadTensors', () => {
     }
   });
 
+  it('loadMetadata reads what Python wrote, what we wrote, and nothing from a .ckpt', async () => {
+    assert.deepEqual(await sd.loadMetadata(fixture('io', 'dtypes.safetensors')), { note: 'unicode ü中 "quoted" \\ and a\nnewline', format: 'pt' });
+    const file = path.join(dir, 'meta.safetensors');
+    const metadata = { a: '1', 'ключ': 'значение' };
+    await sd.saveTensors(file, { x: sd.Tensor.from([1], [1]) }, { metadata });
+    assert.deepEqual(await sd.loadMetadata(file), metadata);
+    assert.deepEqual(await sd.loadMetadata(fixture('io', 'flat.ckpt')), {});
+  });
+
   it('saves views by value and re-saves loaded (memory-mapped) tensors', async () => {
     const m = sd.Tensor.from(Array.from({ length: 12 }, (_, i) => i), [3, 4]);
     const first = path.join(dir, 'views.safetensors');
