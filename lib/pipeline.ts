@@ -155,7 +155,7 @@ export class Pipeline {
         steps: o.steps,
         sampler,
         cfgScale: o.cfgScale,
-        seed: Number(o.seed),
+        seed: o.seed,
         width: size.width,
         height: size.height,
         modelHash: hash,

@@ -77,6 +77,16 @@ describe('generate() behaviour (tiny model)', function () {
     assert.equal(relErr(r.latents, again.latents), 0);
   });
 
+  it('a 64-bit seed above 2^53 is used and written in the infotext exactly', async function () {
+    const seed = 2n ** 63n + 5n;
+    const r = await pipe.generate({ ...base, sampler: 'ddim', seed, decode: true });
+    assert.equal(r.seed, seed);
+    assert.match(r.infotexts[0], /, Seed: 9223372036854775813, /);
+    const noise = sd.randn([1, 4, 8, 8], new sd.Generator(seed));
+    const same = await pipe.generate({ ...base, sampler: 'ddim', seed: 1, latents: noise });
+    assert.equal(relErr(r.latents, same.latents), 0);
+  });
+
   it('given latents replace the seeded noise exactly', async function () {
     const noise = sd.randn([1, 4, 8, 8], new sd.Generator(9)); // the tiny VAE scales by 2, not 8
     const a = await pipe.generate({ ...base, sampler: 'ddim', seed: 9 });
