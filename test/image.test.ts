@@ -11,6 +11,8 @@ import {
   loadImage,
   modelHash,
   parseInfotext,
+  pngChunk,
+  PNG_SIGNATURE,
   readPngText,
   toImageData,
   uniquePath,
@@ -34,25 +36,6 @@ function bytes(n: number, seed = 1): Uint8Array {
 }
 
 // A minimal PNG writer for inputs sharp would not write as is (16-bit, grey+alpha, invisible RGB under alpha 0).
-const CRC = Uint32Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(b: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const x of b) c = CRC[(c ^ x) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-function chunk(type: string, data: Uint8Array): Buffer {
-  const out = Buffer.alloc(data.length + 12);
-  out.writeUInt32BE(data.length, 0);
-  out.write(type, 4, 'latin1');
-  Buffer.from(data).copy(out, 8);
-  out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
-  return out;
-}
-const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 /** colorType: 0 grey, 2 RGB, 4 grey+alpha, 6 RGBA; samples are row-major, interleaved. */
 function makePng(width: number, height: number, colorType: 0 | 2 | 4 | 6, bitDepth: 8 | 16, samples: ArrayLike<number>, extra: Buffer[] = []): Buffer {
   const channels = { 0: 1, 2: 3, 4: 2, 6: 4 }[colorType];
@@ -71,7 +54,7 @@ function makePng(width: number, height: number, colorType: 0 | 2 | 4 | 6, bitDep
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = bitDepth;
   ihdr[9] = colorType;
-  return Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), ...extra, chunk('IDAT', deflateSync(raw)), chunk('IEND', new Uint8Array(0))]);
+  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), ...extra, pngChunk('IDAT', deflateSync(raw)), pngChunk('IEND', new Uint8Array(0))]);
 }
 
 /** The tensor's [1,3,H,W] values back as 8-bit HWC (exact for tensors made from 8-bit pixels). */
@@ -161,8 +144,8 @@ describe('image', () => {
     });
 
     it('a palette PNG with transparency gives its palette colours', async () => {
-      const plte = chunk('PLTE', Uint8Array.from([255, 0, 0, 0, 255, 0, 0, 0, 255]));
-      const trns = chunk('tRNS', Uint8Array.from([0, 128]));
+      const plte = pngChunk('PLTE', Uint8Array.from([255, 0, 0, 0, 255, 0, 0, 0, 255]));
+      const trns = pngChunk('tRNS', Uint8Array.from([0, 128]));
       const ihdr = Buffer.alloc(13);
       ihdr.writeUInt32BE(8, 0);
       ihdr.writeUInt32BE(8, 4);
@@ -170,7 +153,7 @@ describe('image', () => {
       ihdr[9] = 3;
       const raw = Buffer.alloc(8 * 9);
       for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) raw[y * 9 + 1 + x] = (x + y) % 3;
-      const png = Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), plte, trns, chunk('IDAT', deflateSync(raw)), chunk('IEND', new Uint8Array(0))]);
+      const png = Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), plte, trns, pngChunk('IDAT', deflateSync(raw)), pngChunk('IEND', new Uint8Array(0))]);
       const p = pixels(await loadImage(png));
       const colours = [[255, 0, 0], [0, 255, 0], [0, 0, 255]];
       assert.deepEqual(p.data.slice(0, 9), [...colours[0]!, ...colours[1]!, ...colours[2]!]);
@@ -372,20 +355,19 @@ print(json.dumps(res))`,
     });
 
     it('reads zTXt and compressed iTXt, skips chunks with a bad CRC or corrupt data', () => {
-      const text = (type: string, body: Buffer) => chunk(type, body);
       const z = Buffer.concat([Buffer.from('Comment\0\0', 'latin1'), deflateSync(Buffer.from('zipped é', 'latin1'))]);
       const it = Buffer.concat([Buffer.from('Title\0\x01\x00en\0Titel\0', 'latin1'), deflateSync(Buffer.from('ünï 猫', 'utf8'))]);
-      const bad = text('tEXt', Buffer.from('parameters\0evil', 'latin1'));
+      const bad = pngChunk('tEXt', Buffer.from('parameters\0evil', 'latin1'));
       bad.writeUInt32BE((bad.readUInt32BE(bad.length - 4) ^ 1) >>> 0, bad.length - 4);
-      const corrupt = text('zTXt', Buffer.from('Broken\0\0not deflate', 'latin1'));
+      const corrupt = pngChunk('zTXt', Buffer.from('Broken\0\0not deflate', 'latin1'));
       const png = makePng(1, 1, 2, 8, [1, 2, 3], [
-        text('tEXt', Buffer.from('parameters\0first', 'latin1')),
-        text('zTXt', z),
-        text('iTXt', it),
+        pngChunk('tEXt', Buffer.from('parameters\0first', 'latin1')),
+        pngChunk('zTXt', z),
+        pngChunk('iTXt', it),
         bad,
         corrupt,
-        text('tEXt', Buffer.from('parameters\0second', 'latin1')),
-        text('tEXt', Buffer.from('no separator', 'latin1')),
+        pngChunk('tEXt', Buffer.from('parameters\0second', 'latin1')),
+        pngChunk('tEXt', Buffer.from('no separator', 'latin1')),
       ]);
       assert.deepEqual(readPngText(png), { parameters: 'second', Comment: 'zipped é', Title: 'ünï 猫' });
     });
@@ -396,7 +378,7 @@ print(json.dumps(res))`,
       assert.deepEqual(readPngText(png.subarray(0, idat + 20)), { parameters: latin1 });
       assert.throws(() => readPngText(Buffer.from('GIF89a...')), /not a PNG/);
       assert.throws(() => readPngText(new Uint8Array(0)), /not a PNG/);
-      assert.deepEqual(readPngText(Buffer.concat([SIGNATURE, Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2])])), {});
+      assert.deepEqual(readPngText(Buffer.concat([PNG_SIGNATURE, Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2])])), {});
     });
 
     it('rejects wrong pixel counts and NUL in the text', async () => {

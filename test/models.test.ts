@@ -64,32 +64,32 @@ describe('SD 1.5 networks match the reference (random weights, fp32 CPU)', funct
     assert.ok(e < 1e-4, `relative error ${e}`);
   });
 
-  it('the same weights from .ckpt give identical outputs', async function () {
-    const ckpt = await sd.loadPipeline(ensureWeights().ckpt, { device: 'cpu' });
+  /** The reference inputs through the three networks of `file`, computed in fp32. */
+  async function outputsOf(file: string) {
+    const p = await sd.loadPipeline(file, { device: 'cpu', dtype: 'float32' });
     try {
-      const y = await ckpt.unet.forward(ref['unet.x']!, ref['unet.t']!, ref['unet.ctx']!);
-      assert.equal(relErr(y, out.unet!), 0);
-      const t = await ckpt.textEncoder.forward(ref['tokenizer.ids']!.slice(0, 0, 4));
-      assert.equal(relErr(t, out.text!), 0);
-      const d = await ckpt.vae.decode(ref['vae.z']!);
-      assert.equal(relErr(d, out.decoded!), 0);
+      return {
+        unet: await p.unet.forward(ref['unet.x']!, ref['unet.t']!, ref['unet.ctx']!),
+        text: await p.textEncoder.forward(ref['tokenizer.ids']!.slice(0, 0, 4)),
+        decoded: await p.vae.decode(ref['vae.z']!),
+      };
     } finally {
-      ckpt.dispose();
+      p.dispose();
     }
+  }
+
+  it('the same weights from .ckpt give identical outputs', async function () {
+    const ckpt = await outputsOf(ensureWeights().ckpt);
+    assert.equal(relErr(ckpt.unet, out.unet!), 0);
+    assert.equal(relErr(ckpt.text, out.text!), 0);
+    assert.equal(relErr(ckpt.decoded, out.decoded!), 0);
   });
 
   it('the fp16 file, computed in fp32, is within 2e-2', async function () {
-    const half = await sd.loadPipeline(ensureWeights().fp16, { device: 'cpu', dtype: 'float32' });
-    try {
-      const y = await half.unet.forward(ref['unet.x']!, ref['unet.t']!, ref['unet.ctx']!);
-      assert.ok(relErr(y, ref['unet.out']!) < 2e-2);
-      const t = await half.textEncoder.forward(ref['tokenizer.ids']!.slice(0, 0, 4));
-      assert.ok(relErr(t, ref['text_encoder.out']!) < 2e-2);
-      const d = await half.vae.decode(ref['vae.z']!);
-      assert.ok(relErr(d, ref['vae.decoded']!) < 2e-2);
-    } finally {
-      half.dispose();
-    }
+    const half = await outputsOf(ensureWeights().fp16);
+    assert.ok(relErr(half.unet, ref['unet.out']!) < 2e-2);
+    assert.ok(relErr(half.text, ref['text_encoder.out']!) < 2e-2);
+    assert.ok(relErr(half.decoded, ref['vae.decoded']!) < 2e-2);
   });
 
   it('bfloat16 compute on CPU runs and stays near the reference', async function () {
