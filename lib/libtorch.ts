@@ -36,8 +36,9 @@ export function describe(root: string, source: string): Libtorch | null {
   const m = /set\(PACKAGE_VERSION "([^"]+)"\)/.exec(read(path.join(root, 'share', 'cmake', 'Torch', 'TorchConfigVersion.cmake')));
   if (!m) return null;
   // A libtorch zip says "2.14.1+cu130" in build-version; a pip torch has the same in version.py.
-  const local = /\+(cpu|cu\d+)/.exec(read(path.join(root, 'build-version')) + read(path.join(root, 'version.py')));
-  const cuda = /^cuda(?::[^=]*)?\s*=\s*'(\d+)\.(\d+)'/m.exec(read(path.join(root, 'version.py')));
+  const versionPy = read(path.join(root, 'version.py'));
+  const local = /\+(cpu|cu\d+)/.exec(read(path.join(root, 'build-version')) + versionPy);
+  const cuda = /^cuda(?::[^=]*)?\s*=\s*'(\d+)\.(\d+)'/m.exec(versionPy);
   const hasCuda = fs.existsSync(path.join(root, 'lib', `libtorch_cuda${ext()}`));
   const flavor = local ? local[1] : cuda ? `cu${cuda[1]}${cuda[2]}` : hasCuda ? 'cuda' : 'cpu';
   return { root: path.resolve(root), version: m[1].replace(/\+.*/, ''), flavor, source };

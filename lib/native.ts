@@ -4,7 +4,7 @@
 // lib/index.ts wrap them.
 import fs from 'node:fs';
 import path from 'node:path';
-import { cudaMajor, describe, driverCudaMajor, fits, lookup, preload, type Libtorch } from './libtorch';
+import { cudaMajor, describe, driverCudaMajor, fits, lookup, preload, type Libtorch, type Lookup } from './libtorch';
 
 export type DType = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
@@ -123,9 +123,10 @@ export function orderPrebuilds(all: Prebuild[], driverCuda: number | null, varia
 export const prebuilds = () => orderPrebuilds(shippedPrebuilds(), driverCudaMajor(), process.env.SDTORCH_VARIANT || undefined);
 
 /** The libtorch on this machine a prebuilt binary can run with, and where we looked. */
-export function libtorchFor(p: Prebuild): { libtorch?: Libtorch; looked: string[] } {
-  const r = lookup((lt) => fits(lt, p.torch, p.flavor));
-  return { libtorch: r.found.find((lt) => fits(lt, p.torch, p.flavor)), looked: r.looked };
+export function libtorchFor(p: Prebuild, searched?: Lookup): { libtorch?: Libtorch; looked: string[]; searched: Lookup } {
+  // A search that found no fit looked everywhere: the next binary can pick from its list.
+  const r = searched ?? lookup((lt) => fits(lt, p.torch, p.flavor));
+  return { libtorch: r.found.find((lt) => fits(lt, p.torch, p.flavor)), looked: r.looked, searched: r };
 }
 
 export interface Loaded {
@@ -173,9 +174,11 @@ export function native(): Binding {
     }
   }
   const missing: Prebuild[] = [];
+  let complete: Lookup | undefined; // each place looked at once per process (Python costs a start)
   for (const p of forced ? [] : prebuilds()) {
-    const { libtorch, looked } = libtorchFor(p);
+    const { libtorch, looked, searched } = libtorchFor(p, complete);
     if (!libtorch) {
+      complete = searched;
       missing.push(p);
       tried.push(`  ${p.file}: needs libtorch ${p.torch} (${p.flavor}); none found. Looked at:\n${looked.map((l) => `      ${l}`).join('\n')}`);
       continue;
