@@ -123,10 +123,10 @@ export function orderPrebuilds(all: Prebuild[], driverCuda: number | null, varia
 export const prebuilds = () => orderPrebuilds(shippedPrebuilds(), driverCudaMajor(), process.env.SDTORCH_VARIANT || undefined);
 
 /** The libtorch on this machine a prebuilt binary can run with, and where we looked. */
-export function libtorchFor(p: Prebuild, searched?: Lookup): { libtorch?: Libtorch; looked: string[]; searched: Lookup } {
+export function libtorchFor(p: Prebuild, searched?: Lookup): { libtorch?: Libtorch; searched: Lookup } {
   // A search that found no fit looked everywhere: the next binary can pick from its list.
   const r = searched ?? lookup((lt) => fits(lt, p.torch, p.flavor));
-  return { libtorch: r.found.find((lt) => fits(lt, p.torch, p.flavor)), looked: r.looked, searched: r };
+  return { libtorch: r.found.find((lt) => fits(lt, p.torch, p.flavor)), searched: r };
 }
 
 export interface Loaded {
@@ -176,11 +176,11 @@ export function native(): Binding {
   const missing: Prebuild[] = [];
   let complete: Lookup | undefined; // each place looked at once per process (Python costs a start)
   for (const p of forced ? [] : prebuilds()) {
-    const { libtorch, looked, searched } = libtorchFor(p, complete);
+    const { libtorch, searched } = libtorchFor(p, complete);
     if (!libtorch) {
       complete = searched;
       missing.push(p);
-      tried.push(`  ${p.file}: needs libtorch ${p.torch} (${p.flavor}); none found. Looked at:\n${looked.map((l) => `      ${l}`).join('\n')}`);
+      tried.push(`  ${p.file}: needs libtorch ${p.torch} (${p.flavor}); none found. Looked at:\n${searched.looked.map((l) => `      ${l}`).join('\n')}`);
       continue;
     }
     try {
