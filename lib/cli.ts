@@ -3,13 +3,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { resolveWeights } from './hub';
-import { readPngText, uniquePath, writeFileAtomic } from './image';
+import { resolveWeights } from './models/hub';
+import { readPngText } from './image/png';
+import { uniquePath, writeFileAtomic } from './util/fs';
 import { loadPipeline, systemInfo } from './index';
-import { native } from './native';
-import type { Progress } from './options';
-import { samplerNames } from './samplers';
-import { build, setup } from './setup';
+import { native } from './native/load';
+import type { Progress } from './generate/options';
+import { samplerNames } from './sampling/registry';
+import { build, setup } from './native/setup';
 
 const USAGE = `Usage:
   sdtorch generate "prompt" [options]     txt2img, or img2img with --init-image
@@ -114,7 +115,7 @@ async function info(args: string[]): Promise<void> {
     console.log(text.parameters ?? '(no generation parameters in this PNG)');
     return;
   }
-  const f = await native().inspectFile(path.resolve(file));
+  const f = await native().inspectFile({ path: path.resolve(file) });
   const groups: Record<string, { params: number; dtypes: Set<string> }> = {};
   const component = (name: string) =>
     name.startsWith('model.diffusion_model.') ? 'unet' : name.startsWith('first_stage_model.') ? 'vae' : name.startsWith('cond_stage_model.') ? 'text encoder' : 'other';

@@ -1,7 +1,7 @@
 // The model description's original calls, in JS form: preloadModelsFromStandardWeights + generate.
-import { toImageData } from './image';
-import type { Tokenizer } from './models';
-import { loadPipeline, type Pipeline } from './pipeline';
+import { toImageData } from './image/io';
+import type { Tokenizer } from './models/networks';
+import { loadPipeline, type Pipeline } from './generate/pipeline';
 
 export interface StandardModels {
   pipeline: Pipeline;

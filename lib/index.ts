@@ -1,27 +1,29 @@
 // sdtorch: Stable Diffusion for Node.js. The public API (see README.md).
-import { loaded, native, type Loaded, type SystemInfo } from './native';
+import type { SystemInfo } from './native/binding';
+import { loaded, native, type Loaded } from './native/load';
 import { Tensor } from './tensor';
 
 export { Tensor, Generator, randn } from './tensor';
 export type { DType, TypedArray, Operand } from './tensor';
-export { CLIPTokenizer } from './tokenizer';
-export { Pipeline, loadPipeline, LATENT_SCALE } from './pipeline';
-export type { LoadOptions, GenerateResult } from './pipeline';
-export type { GenerateOptions, Progress } from './options';
-export { samplerNames } from './samplers';
+export { CLIPTokenizer } from './text/clip-tokenizer';
+export { Pipeline, loadPipeline, LATENT_SCALE } from './generate/pipeline';
+export type { LoadOptions, GenerateResult } from './generate/pipeline';
+export type { GenerateOptions, Progress } from './generate/options';
+export type { Family } from './models/family';
+export type { Conditioning } from './models/networks';
+export { samplerNames } from './sampling/registry';
 export { preloadModelsFromStandardWeights, generate } from './compat';
 export type { StandardModels, SeedGenerateArgs } from './compat';
 
 /** Reads a .safetensors or PyTorch .ckpt file (memory-mapped; .ckpt through a restricted unpickler). */
 export async function loadTensors(path: string): Promise<Record<string, Tensor>> {
-  const { tensors } = await native().loadTensors(path);
+  const { tensors } = await native().loadTensors({ path });
   return Object.fromEntries(tensors.map(([k, t]) => [k, new Tensor(t)]));
 }
 
 /** The string metadata of a .safetensors file (its `__metadata__` header entry); {} for a .ckpt. */
 export async function loadMetadata(path: string): Promise<Record<string, string>> {
-  const { tensors, metadata } = await native().loadTensors(path);
-  for (const [, t] of tensors) t.dispose(); // views of the mapped file: nothing was read
+  const { metadata } = await native().loadTensors({ path, headerOnly: true });
   return { ...metadata };
 }
 
@@ -34,7 +36,7 @@ export interface SaveOptions {
 /** Writes a .safetensors file atomically; Python's safetensors reads it back bit for bit. */
 export async function saveTensors(path: string, tensors: Record<string, Tensor>, options: SaveOptions = {}): Promise<void> {
   const handles = Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, t.handle]));
-  await native().saveTensors(path, handles, options.metadata ?? {}, options.overwrite ?? false);
+  await native().saveTensors({ path, tensors: handles, metadata: options.metadata ?? {}, overwrite: options.overwrite ?? false });
 }
 
 /**

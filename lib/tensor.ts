@@ -1,6 +1,7 @@
 // The typed Tensor facade over the native handle. Every method returns a new Tensor; nothing is
 // in place. Memory is freed by dispose() or by the garbage collector.
-import { native, type DType, type NativeTensor } from './native';
+import type { DType, NativeTensor } from './native/binding';
+import { native } from './native/load';
 
 export type { DType };
 export type TypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array | Int16Array | Int8Array;

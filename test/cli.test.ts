@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { readPngText } from '../lib/image';
+import { readPngText } from '../lib/image/png';
 import { tinyCheckpoint } from './tiny';
 import { repoRoot } from './weights';
 

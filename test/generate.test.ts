@@ -5,7 +5,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import * as sd from '../lib';
 import { relErrTensor as relErr } from './helpers';
-import { readPngText } from '../lib/image';
+import { readPngText } from '../lib/image/png';
 import { tinyCheckpoint } from './tiny';
 import { ensureWeights, repoRoot } from './weights';
 

@@ -5,7 +5,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_FILE, DEFAULT_REPO, cacheDir, cachedPath, downloadWeights, resolveWeights } from '../lib/hub';
+import { DEFAULT_FILE, DEFAULT_REPO, cacheDir, cachedPath, downloadWeights, resolveWeights } from '../lib/models/hub';
 import { tmpDir } from './helpers';
 
 type Mode = 'ok' | 'error500' | 'close' | 'badsha' | 'unauthorized' | 'missing';

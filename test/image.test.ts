@@ -5,20 +5,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import {
-  encodePng,
-  formatInfotext,
-  loadImage,
-  modelHash,
-  parseInfotext,
-  pngChunk,
-  PNG_SIGNATURE,
-  readPngText,
-  toImageData,
-  uniquePath,
-  writeFileAtomic,
-  type RgbImage,
-} from '../lib/image';
+import { encodePng, pngChunk, PNG_SIGNATURE, readPngText } from '../lib/image/png';
+import { formatInfotext, parseInfotext } from '../lib/image/infotext';
+import { loadImage, toImageData, type RgbImage } from '../lib/image/io';
+import { modelHash } from '../lib/models/hash';
+import { uniquePath, writeFileAtomic } from '../lib/util/fs';
 import { Tensor } from '../lib/tensor';
 import { python, REPO_ROOT, tmpDir } from './helpers';
 

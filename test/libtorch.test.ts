@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { describe as describeLibtorch, download, downloadUrl, driverCudaMajor, fits, lookup, type Libtorch } from '../lib/libtorch';
-import { orderPrebuilds, type Prebuild } from '../lib/native';
+import { describe as describeLibtorch, download, downloadUrl, driverCudaMajor, fits, lookup, type Libtorch } from '../lib/native/libtorch';
+import { orderPrebuilds, type Prebuild } from '../lib/native/load';
 import { fakeLibtorch, python, tmpDir } from './helpers';
 
 /** Sets environment variables for the duration of `fn`. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { getSampler, samplerNames, type EpsModel, type SamplerOptions } from '../lib/samplers';
+import { getSampler, samplerNames, type EpsModel, type SamplerOptions } from '../lib/sampling/registry';
 import { Generator, Tensor } from '../lib/tensor';
 import { relErrTensor as relError } from './helpers';
 

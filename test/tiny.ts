@@ -5,12 +5,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as sd from '../lib';
-import { native } from '../lib/native';
+import { native } from '../lib/native/load';
 
 export function randomTensors(preset: 'tiny' | 'sd15' = 'tiny', seed = 1234): Record<string, sd.Tensor> {
   const g = new sd.Generator(seed);
   const out: Record<string, sd.Tensor> = {};
-  for (const [key, shape] of native().presetManifest(preset)) {
+  for (const [key, shape] of native().presetManifest({ preset })) {
     const n = g.randn(shape);
     if (shape.length === 1) out[key] = n.mul(0.05).add(key.endsWith('weight') ? 1 : 0);
     else if (key.includes('embedding')) out[key] = n.mul(0.02);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CLIPTokenizer } from '../lib/tokenizer';
+import { CLIPTokenizer } from '../lib/text/clip-tokenizer';
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 const BOS = 49406;

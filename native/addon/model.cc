@@ -1,5 +1,6 @@
 #include "addon/model.h"
 
+#include "addon/args.h"
 #include "addon/guard.h"
 #include "addon/tensor.h"
 
@@ -24,7 +25,7 @@ nn::Module& component(StableDiffusion& sd, const std::string& name) {
   throw std::invalid_argument("unknown component '" + name + "'; use textEncoder, unet or vae");
 }
 
-void check_rank(const at::Tensor& t, int64_t rank, const char* what, const char* shape) {
+void check_rank(const at::Tensor& t, int64_t rank, const char* what, const std::string& shape) {
   if (t.dim() != rank) throw std::invalid_argument(std::string(what) + " must have shape " + shape);
 }
 
@@ -53,36 +54,59 @@ Model ModelWrap::live(Napi::Env env) {
 
 Napi::Value ModelWrap::Load(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    std::string path = info[0].As<Napi::String>();
-    at::Device device = parse_device(info[1].As<Napi::String>());
-    at::ScalarType dtype = parse_dtype(info[2].As<Napi::String>());
+    Args a(info, "loadModel");
+    std::string path = a.string("path");
+    at::Device device = a.device("device");
+    at::ScalarType dtype = a.dtype("dtype");
     return Task<Model>::run(
         info.Env(), [=] { return load_stable_diffusion(load_tensor_file(path), path, device, dtype); },
         [](Napi::Env env, Model& m) -> Napi::Value { return constructor_.New({Napi::External<Model>::New(env, &m)}); });
   });
 }
 
+// What the checkpoint is (its family's preset row) and where its networks are now.
 Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   auto m = live(info.Env());
-  auto out = Napi::Object::New(info.Env());
+  const Family& f = m->family;
+  auto env = info.Env();
+  auto out = Napi::Object::New(env);
   auto p = m->unet->parameters().front();
-  out.Set("config", m->config.name);
+  out.Set("config", f.name);
   out.Set("dtype", dtype_string(p.scalar_type()));
   out.Set("unetDevice", p.device().str());
   out.Set("textEncoderDevice", m->clip->parameters().front().device().str());
   out.Set("vaeDevice", m->vae->parameters().front().device().str());
   out.Set("vaeDtype", dtype_string(m->vae->parameters().front().scalar_type()));
-  out.Set("contextDim", double(m->config.unet.context));
-  out.Set("vaeScale", double(int64_t(1) << (m->config.vae.mult.size() - 1)));  // pixels per latent cell
+  auto family = Napi::Object::New(env);
+  family.Set("name", f.name);
+  family.Set("label", f.label);
+  family.Set("latentChannels", double(f.unet.out));
+  family.Set("unetInChannels", double(f.unet.in));
+  family.Set("latentScale", f.latent_scale);
+  family.Set("prediction", f.prediction);
+  family.Set("vaeScaleFactor", double(f.vae_scale_factor()));
+  family.Set("defaultSize", double(f.default_size));
+  family.Set("contextDim", double(f.unet.context));
+  auto encoder = Napi::Object::New(env);
+  encoder.Set("width", double(f.clip.width));
+  encoder.Set("maxTokens", double(f.clip.positions));
+  encoder.Set("vocab", double(f.clip.vocab));
+  auto encoders = Napi::Array::New(env, 1);
+  encoders.Set(0u, encoder);
+  family.Set("textEncoders", encoders);
+  out.Set("family", family);
   return out;
 }
 
 Napi::Value ModelWrap::EncodeText(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
-    at::Tensor ids = TensorWrap::unwrap(info[0], "token ids");
-    check_rank(ids, 2, "token ids", "[B, 77]");
-    if (ids.size(1) > m->config.clip.positions) throw std::invalid_argument("token ids must have at most 77 positions");
+    Args a(info, "encodeText");
+    at::Tensor ids = a.tensor("ids");
+    const auto& c = m->family.clip;
+    const std::string shape = "[B, " + std::to_string(c.positions) + "]";
+    check_rank(ids, 2, "token ids", shape);
+    if (ids.size(1) > c.positions) throw std::invalid_argument("token ids must have shape " + shape + " (at most " + std::to_string(c.positions) + " positions)");
     if (ids.is_floating_point()) throw std::invalid_argument("token ids must be an integer tensor");
     return Task<at::Tensor>::run(
         info.Env(), [=] { return m->clip->forward(prepare(ids, *m->clip, false).to(at::kLong)); },
@@ -90,20 +114,41 @@ Napi::Value ModelWrap::EncodeText(const Napi::CallbackInfo& info) {
   });
 }
 
+// unet({ x, t, context, concat? }): one conditioning object, so new inputs need no new signature.
 Napi::Value ModelWrap::Unet(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
-    at::Tensor x = TensorWrap::unwrap(info[0], "x"), t = TensorWrap::unwrap(info[1], "t"), ctx = TensorWrap::unwrap(info[2], "context");
-    check_rank(x, 4, "x", "[B, 4, h, w]");
-    check_rank(ctx, 3, "context", "[B, 77, 768]");
+    Args a(info, "unet");
+    at::Tensor x = a.tensor("x"), t = a.tensor("t"), ctx = a.tensor("context");
+    std::optional<at::Tensor> concat = a.optional_tensor("concat");
+    if (a.has("y")) throw std::invalid_argument("this " + m->family.label + " model takes no vector conditioning y");
+    const auto& c = m->family.unet;
+    const int64_t extra = concat ? concat->size(1) : 0, channels = c.in - extra;
+    const std::string ctx_shape = "[B, tokens, " + std::to_string(c.context) + "]";
+    check_rank(x, 4, "x", "[B, " + std::to_string(channels) + ", h, w]");
+    check_rank(ctx, 3, "context", ctx_shape);
     if (t.dim() == 0) t = t.expand({x.size(0)});
     if (t.dim() != 1 || t.size(0) != x.size(0)) throw std::invalid_argument("t must have shape [B] matching x");
     if (ctx.size(0) != x.size(0)) throw std::invalid_argument("context batch must match x batch");
-    if (x.size(1) != m->config.unet.in) throw std::invalid_argument("x must have " + std::to_string(m->config.unet.in) + " channels");
-    if (ctx.size(2) != m->config.unet.context)
-      throw std::invalid_argument("context width must be " + std::to_string(m->config.unet.context));
+    if (c.in > c.out && !concat)
+      throw std::invalid_argument("this model's UNet takes " + std::to_string(c.in) + " input channels: pass concat with the " +
+                                  std::to_string(c.in - c.out) + " extra channels");
+    if (concat) check_rank(*concat, 4, "concat", "[B, C, h, w]");
+    if (concat && (concat->size(0) != x.size(0) || concat->sizes().slice(2) != x.sizes().slice(2)))
+      throw std::invalid_argument("concat must match x in batch and size");
+    if (x.size(1) != channels)
+      throw std::invalid_argument("x must have " + std::to_string(channels) + " channels (" + m->family.label + " latents), got " +
+                                  std::to_string(x.size(1)));
+    if (ctx.size(2) != c.context)
+      throw std::invalid_argument("context must have shape " + ctx_shape + " (width " + std::to_string(c.context) + "), got width " +
+                                  std::to_string(ctx.size(2)));
+    if (t.is_floating_point() && !t.isfinite().all().item<bool>()) throw std::invalid_argument("t must be finite timesteps, got NaN or infinity");
     return Task<at::Tensor>::run(
-        info.Env(), [=] { return m->unet->forward(prepare(x, *m->unet), t.to(x.device()), prepare(ctx, *m->unet)); },
+        info.Env(),
+        [=] {
+          Conditioning cond{prepare(ctx, *m->unet), concat ? prepare(*concat, *m->unet) : at::Tensor()};
+          return m->unet->forward(prepare(x, *m->unet), t.to(x.device()), cond);
+        },
         [](Napi::Env env, at::Tensor& r) -> Napi::Value { return TensorWrap::wrap(env, r); });
   });
 }
@@ -111,11 +156,13 @@ Napi::Value ModelWrap::Unet(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::VaeEncode(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
-    at::Tensor x = TensorWrap::unwrap(info[0], "images");
-    int64_t tile = info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
+    Args a(info, "vaeEncode");
+    at::Tensor x = a.tensor("images");
+    int64_t tile = a.integer("tile", 0);
+    const int64_t f = m->family.vae_scale_factor();
     check_rank(x, 4, "images", "[B, 3, H, W]");
-    if (x.size(1) != 3 || x.size(2) % 8 || x.size(3) % 8)
-      throw std::invalid_argument("images must have shape [B, 3, H, W] with H and W multiples of 8");
+    if (x.size(1) != 3 || x.size(2) % f || x.size(3) % f)
+      throw std::invalid_argument("images must have shape [B, 3, H, W] with H and W multiples of " + std::to_string(f));
     return Task<at::Tensor>::run(
         info.Env(), [=] { return m->vae->encode(prepare(x, *m->vae), tile); },
         [](Napi::Env env, at::Tensor& r) -> Napi::Value { return TensorWrap::wrap(env, r); });
@@ -125,25 +172,27 @@ Napi::Value ModelWrap::VaeEncode(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::VaeDecode(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
-    at::Tensor z = TensorWrap::unwrap(info[0], "latents");
-    int64_t tile = info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
-    check_rank(z, 4, "latents", "[B, 4, h, w]");
-    if (z.size(1) != m->config.vae.z) throw std::invalid_argument("latents must have 4 channels");
+    Args a(info, "vaeDecode");
+    at::Tensor z = a.tensor("latents");
+    int64_t tile = a.integer("tile", 0);
+    const int64_t zc = m->family.vae.z;
+    check_rank(z, 4, "latents", "[B, " + std::to_string(zc) + ", h, w]");
+    if (z.size(1) != zc) throw std::invalid_argument("latents must have " + std::to_string(zc) + " channels");
     return Task<at::Tensor>::run(
         info.Env(), [=] { return m->vae->decode(prepare(z, *m->vae), tile); },
         [](Napi::Env env, at::Tensor& r) -> Napi::Value { return TensorWrap::wrap(env, r); });
   });
 }
 
-// moveTo(component, device, dtype?): keeps idle networks off the GPU between stages; a dtype
+// moveTo({ component, device, dtype? }): keeps idle networks off the GPU between stages; a dtype
 // casts too (the fp16 VAE falls back to fp32 when it overflows).
 Napi::Value ModelWrap::MoveTo(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
-    nn::Module& c = component(*m, info[0].As<Napi::String>());
-    at::Device device = parse_device(info[1].As<Napi::String>());
-    std::optional<at::ScalarType> dtype;
-    if (info[2].IsString()) dtype = parse_dtype(info[2].As<Napi::String>());
+    Args a(info, "moveTo");
+    nn::Module& c = component(*m, a.string("component"));
+    at::Device device = a.device("device");
+    std::optional<at::ScalarType> dtype = a.optional_dtype("dtype");
     return Task<bool>::run(
         info.Env(), [m, &c, device, dtype] { dtype ? c.to(device, *dtype) : c.to(device); return true; },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });

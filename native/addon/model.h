@@ -7,12 +7,12 @@
 
 namespace sdtorch::addon {
 
-// A loaded SD 1.x checkpoint. Each forward runs on a worker thread and returns a Promise; the
+// A loaded checkpoint (any family of the preset table). Each forward runs on a worker thread and returns a Promise; the
 // worker holds the networks alive even if the JS object is disposed meanwhile.
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static void Init(Napi::Env env, Napi::Object exports);
-  static Napi::Value Load(const Napi::CallbackInfo& info);  // (path, device, dtype) -> Promise<NativeModel>
+  static Napi::Value Load(const Napi::CallbackInfo& info);  // ({ path, device, dtype }) -> Promise<NativeModel>
   explicit ModelWrap(const Napi::CallbackInfo& info);
 
  private:

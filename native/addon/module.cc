@@ -1,14 +1,15 @@
-// Module init: the classes and free functions JS sees (see lib/native.ts for their types).
+// Module init: the classes and free functions JS sees (see lib/native/binding.ts for their types).
 #include <caffe2/core/common.h>
 #include <dlfcn.h>
 #include <napi.h>
 #include <torch/torch.h>
 
+#include "addon/args.h"
 #include "addon/guard.h"
 #include "addon/model.h"
 #include "addon/random.h"
 #include "addon/tensor.h"
-#include "checkpoint.h"
+#include "io/safetensors.h"
 #include "models/stable_diffusion.h"
 
 namespace sdtorch::addon {
@@ -16,15 +17,18 @@ namespace {
 
 using Tensors = std::shared_ptr<TensorFile>;
 
-// Reads the file at info[0] on a worker thread, then turns it into JS with `done`.
+// Reads the file named by options.path on a worker thread, then turns it into JS with `done`.
 Napi::Value with_file(const Napi::CallbackInfo& info, const char* call, Task<Tensors>::Done done) {
   return guard(info, [&]() -> Napi::Value {
-    if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), std::string(call) + "(path): path must be a string");
-    std::string path = info[0].As<Napi::String>();
-    return Task<Tensors>::run(info.Env(), [path] { return std::make_shared<TensorFile>(load_tensor_file(path)); }, std::move(done));
+    Args a(info, call);
+    std::string path = a.string("path");
+    bool header_only = a.boolean("headerOnly", false);
+    return Task<Tensors>::run(
+        info.Env(), [path, header_only] { return std::make_shared<TensorFile>(load_tensor_file(path, header_only)); }, std::move(done));
   });
 }
 
+// loadTensors({ path, headerOnly? }) -> { tensors: [name, tensor][], metadata, format }
 Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
   return with_file(info, "loadTensors",
         [](Napi::Env env, Tensors& f) -> Napi::Value {
@@ -45,36 +49,30 @@ Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
         });
 }
 
+// saveTensors({ path, tensors: Record<string, Tensor>, metadata?, overwrite? })
 Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    if (!info[0].IsString() || !info[1].IsObject()) throw Napi::TypeError::New(info.Env(), "saveTensors(path, record)");
-    std::string path = info[0].As<Napi::String>();
-    auto rec = info[1].As<Napi::Object>();
+    Args a(info, "saveTensors");
+    std::string path = a.string("path");
+    auto rec = a.object("tensors");
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     auto keys = rec.GetPropertyNames();
     for (uint32_t i = 0; i < keys.Length(); ++i) {
       std::string k = keys.Get(i).As<Napi::String>();
-      tensors.emplace_back(k, TensorWrap::unwrap(rec.Get(k), ("record['" + k + "']").c_str()));
+      tensors.emplace_back(k, TensorWrap::unwrap(rec.Get(k), ("tensors['" + k + "']").c_str()));
     }
-    std::map<std::string, std::string> meta;
-    if (info[2].IsObject()) {
-      auto m = info[2].As<Napi::Object>();
-      auto mk = m.GetPropertyNames();
-      for (uint32_t i = 0; i < mk.Length(); ++i) {
-        std::string k = mk.Get(i).As<Napi::String>();
-        meta[k] = m.Get(k).ToString().Utf8Value();
-      }
-    }
-    bool overwrite = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+    auto meta = a.strings("metadata");
+    bool overwrite = a.boolean("overwrite", false);
     return Task<bool>::run(
         info.Env(), [=] { save_safetensors(path, tensors, meta, overwrite); return true; },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
   });
 }
 
-// What a checkpoint holds, without building any network: format, family, and each tensor's dtype/shape.
+// inspectFile({ path }): what a checkpoint holds, without building any network: format, family,
+// and each tensor's dtype/shape.
 Napi::Value InspectFile(const Napi::CallbackInfo& info) {
-  return with_file(info, "inspect",
+  return with_file(info, "inspectFile",
         [](Napi::Env env, Tensors& f) -> Napi::Value {
           auto out = Napi::Object::New(env);
           auto entries = Napi::Array::New(env, f->tensors.size());
@@ -87,7 +85,7 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
             entries.Set(uint32_t(i), e);
           }
           out.Set("format", f->format);
-          out.Set("family", checkpoint_family(*f));
+          out.Set("family", checkpoint_kind(*f));
           out.Set("tensors", entries);
           return out;
         });
@@ -95,7 +93,7 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
 
 Napi::Value PresetManifest(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
-    auto entries = preset_manifest(info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "");
+    auto entries = preset_manifest(Args(info, "presetManifest").string("preset"));
     auto out = Napi::Array::New(info.Env(), entries.size());
     for (size_t i = 0; i < entries.size(); ++i) {
       auto shape = Napi::Array::New(info.Env(), entries[i].second.size());

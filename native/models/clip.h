@@ -1,7 +1,7 @@
 // CLIP ViT-L/14 text encoder (SD 1.x conditioning). Names mirror
 // `cond_stage_model.transformer.text_model.*`.
 #pragma once
-#include "models/config.h"
+#include "models/family.h"
 #include "models/layers.h"
 
 namespace sdtorch {

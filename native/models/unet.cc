@@ -140,10 +140,11 @@ at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim) {
   return at::cat({args.cos(), args.sin()}, -1);
 }
 
-at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context) {
+at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& t, const Conditioning& cond) {
+  const at::Tensor& context = cond.context;
   auto emb = time_embed->forward(timestep_embedding(t, config.time_dim).to(x.scalar_type()));
   std::vector<at::Tensor> hs;
-  at::Tensor h = x;
+  at::Tensor h = cond.concat.defined() ? at::cat({x, cond.concat}, 1) : x;
   for (auto& b : input_blocks) {
     h = b->forward(h, emb, context);
     hs.push_back(h);

@@ -1,7 +1,7 @@
 // The SD 1.x denoising UNet. Names mirror `model.diffusion_model.*`: input_blocks.N.M,
 // middle_block.M, output_blocks.N.M, time_embed, out.
 #pragma once
-#include "models/config.h"
+#include "models/family.h"
 #include "models/layers.h"
 
 namespace sdtorch {
@@ -65,10 +65,17 @@ struct UNetBlockImpl : nn::Module {
 };
 TORCH_MODULE(UNetBlock);
 
+// Everything a UNet is conditioned on besides x and t, in one object so that new inputs (SDXL's
+// vector y, inpainting's extra channels) need no new signature.
+struct Conditioning {
+  at::Tensor context;  // [B, tokens, context width]: cross-attention keys/values
+  at::Tensor concat;   // optional [B, in - latent channels, h, w]: joined to x along channels
+};
+
 struct UNetModelImpl : nn::Module {
   explicit UNetModelImpl(const UNetConfig& c);
-  // x [B,4,h,w], t [B] (float or int timesteps), context [B,77,768] -> eps [B,4,h,w]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context);
+  // x [B,C,h,w], t [B] (float or int timesteps) -> the prediction [B,out,h,w] (eps or v)
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const Conditioning& cond);
   UNetConfig config;
   nn::Sequential time_embed, out;
   std::vector<UNetBlock> input_blocks, output_blocks;

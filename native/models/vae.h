@@ -1,6 +1,6 @@
 // The SD 1.x autoencoder (KL-f8). Names mirror `first_stage_model.*`.
 #pragma once
-#include "models/config.h"
+#include "models/family.h"
 #include "models/layers.h"
 
 namespace sdtorch {

@@ -1,15 +1,26 @@
-// Orchestration only: loading, and (in generate) prompt -> context, noise, sampling, decode.
+// Orchestration only: loading, and (in generate) prompt -> context, noise, sampling, decode. The
+// maths lives in sampling/, the starts in latents.ts, what the checkpoint is in its Family.
 import path from 'node:path';
-import { native, type DType, type NativeModel } from './native';
-import { guidedEps } from './denoiser';
-import { encodePng, formatInfotext, loadImage, modelHash, toImageData } from './image';
-import { TextEncoder, Tokenizer, UNet, VAE } from './models';
+import { encodePng } from '../image/png';
+import { formatInfotext } from '../image/infotext';
+import { loadImage, toImageData } from '../image/io';
+import { familyOf, type Family } from '../models/family';
+import { modelHash } from '../models/hash';
+import { TextEncoder, Tokenizer, UNet, VAE } from '../models/networks';
+import type { DType, NativeModel } from '../native/binding';
+import { native } from '../native/load';
+import { guidedEps } from '../sampling/denoiser';
+import type { SamplerOptions } from '../sampling/registry';
+import { Generator, Tensor } from '../tensor';
+import { CLIPTokenizer } from '../text/clip-tokenizer';
+import { img2imgStart, txt2imgStart, type Size } from './latents';
 import { resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
-import { getSampler, type SamplerOptions } from './samplers';
-import { Generator, Tensor } from './tensor';
-import { CLIPTokenizer } from './tokenizer';
+import { progressReporter } from './progress';
 
-/** The SD 1.x VAE's latent scale: UNet latents = 0.18215 * VAE latents. */
+/**
+ * The SD 1.x VAE's latent scale (UNet latents = 0.18215 * VAE latents). Kept for callers of the
+ * first API; the pipeline uses its checkpoint's own value, `pipe.family.latentScale`.
+ */
 export const LATENT_SCALE = 0.18215;
 
 /** Tile side for the tiled VAE, in pixels, and the image size above which 'auto' tiles. */
@@ -46,8 +57,12 @@ export class Pipeline {
   readonly textEncoder: TextEncoder;
   readonly unet: UNet;
   readonly vae: VAE;
+  /** What the checkpoint is: latent channels and scale, prediction, encoder widths, default size. */
+  readonly family: Family;
   /** Image pixels per latent cell (8 for SD 1.x), fixed by the checkpoint. */
   readonly vaeScale: number;
+  /** The end of the last queued job: one generate() at a time per pipeline. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   /** @internal */
   constructor(
@@ -60,17 +75,29 @@ export class Pipeline {
     this.textEncoder = new TextEncoder(model);
     this.unet = new UNet(model);
     this.vae = new VAE(model);
-    this.vaeScale = model.info().vaeScale;
+    this.family = familyOf(model);
+    this.vaeScale = this.family.vaeScaleFactor;
   }
 
   get name(): string {
     return path.basename(this.path).replace(/\.(safetensors|ckpt|pt|pth)$/, '');
   }
 
-  /** txt2img, or img2img when `image` is given. Noise is drawn as diffusers draws it: same seed, same image. */
+  /**
+   * txt2img, or img2img when `image` is given. Noise is drawn as diffusers draws it: same seed, same
+   * image. Options are checked before any work; concurrent calls on one pipeline queue and run one
+   * at a time (networks move between devices mid-call with idleDevice).
+   */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
     const o = resolveOptions(options);
-    const { sampler, schedule, label } = getSampler(o.sampler, o.schedule);
+    const run = this.queue.then(() => this.run(o, options));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async run(o: ResolvedOptions, options: GenerateOptions): Promise<GenerateResult> {
+    options.signal?.throwIfAborted();
+    const { sampler, schedule, label } = o.sampler;
     const generator = new Generator(o.seed);
     const idle = options.idleDevice;
     const stage = async <T>(net: TextEncoder | UNet | VAE, work: () => Promise<T>): Promise<T> => {
@@ -94,35 +121,20 @@ export class Pipeline {
     const batch = o.prompts.length * o.batchSize;
     const opts: SamplerOptions = { steps: o.steps, schedule, generator, signal: options.signal };
     let x: Tensor;
-    let size: { width: number; height: number };
+    let size: Size;
     if (options.image !== undefined) {
       const image = await loadImage(options.image, o.width && o.height ? { width: o.width, height: o.height } : undefined);
       size = { height: image.shape[2]!, width: image.shape[3]! };
       opts.strength = o.strength;
-      // VAE posterior sample, then the forward noise for the start step: two draws, in this order.
-      // Latent math in float32 on the compute device; noise is drawn on the CPU (same on every device).
       const tile = tiling(options.vaeTiling, size.width, size.height) ? TILE_PIXELS : 0;
-      const moments = (await stage(this.vae, () => this.vae.encode(image, { tile }))).to(this.device, 'float32');
-      const [mean, logvar] = moments.chunk(2, 1);
-      const z = mean!.add(logvar!.mul(0.5).exp().mul(generator.randn(mean!.shape).to(this.device))).mul(LATENT_SCALE);
-      const init = Tensor.cat(Array<Tensor>(batch).fill(z));
-      x = sampler.addNoise(init, generator.randn(init.shape).to(this.device), opts);
+      const moments = await stage(this.vae, () => this.vae.encode(image, { tile }));
+      x = img2imgStart(this.family, sampler, opts, generator, this.device, batch, moments);
     } else {
-      size = { width: o.width ?? 512, height: o.height ?? 512 };
-      const shape = [batch, 4, size.height / this.vaeScale, size.width / this.vaeScale];
-      const noise = options.latents ?? generator.randn(shape);
-      if (options.latents && noise.shape.join() !== shape.join())
-        throw new RangeError(`generate(): latents must have shape [${shape.join(', ')}], got [${noise.shape.join(', ')}]`);
-      x = sampler.init(noise.to(this.device, 'float32'), opts);
+      size = { width: o.width ?? this.family.defaultSize, height: o.height ?? this.family.defaultSize };
+      x = txt2imgStart(this.family, sampler, opts, generator, this.device, batch, size, options.latents);
     }
 
-    const total = sampler.evaluations(opts);
-    const started = performance.now();
-    opts.onStep = (step) => {
-      const elapsedMs = performance.now() - started;
-      const itPerSec = step / (elapsedMs / 1000);
-      options.onProgress?.({ step, total, elapsedMs, itPerSec, etaMs: ((total - step) / itPerSec) * 1000 });
-    };
+    opts.onStep = progressReporter(sampler.evaluations(opts), options.onProgress);
     const eps = guidedEps(this.unet, context, uncond, o.cfgScale);
     const latents = await stage(this.unet, () => sampler.sample(eps, x, opts));
     if (options.decode === false) return { images: [], latents, seed: o.seed, infotexts: [] };
@@ -139,13 +151,14 @@ export class Pipeline {
    * and stays in fp32, as A1111's automatic fallback does.
    */
   async decode(latents: Tensor, tile = 0): Promise<Tensor> {
-    const images = await this.vae.decode(latents.div(LATENT_SCALE), { tile });
+    const z = latents.div(this.family.latentScale);
+    const images = await this.vae.decode(z, { tile });
     if (images.allFinite() || this.model.info().vaeDtype === 'float32') return images;
     await this.vae.to(this.model.info().vaeDevice, 'float32');
-    return this.vae.decode(latents.div(LATENT_SCALE), { tile });
+    return this.vae.decode(z, { tile });
   }
 
-  private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: { width: number; height: number }, sampler: string): Promise<string[]> {
+  private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: Size, sampler: string): Promise<string[]> {
     const hash = await modelHash(this.path);
     const batch = o.prompts.length * o.batchSize;
     return Array.from({ length: batch }, (_, i) =>
@@ -179,6 +192,6 @@ export class Pipeline {
 export async function loadPipeline(file: string, options: LoadOptions = {}): Promise<Pipeline> {
   const device = resolveDevice(options.device);
   const dtype = options.dtype ?? (device.startsWith('cuda') ? 'float16' : 'float32');
-  const model = await native().loadModel(path.resolve(file), device, dtype);
+  const model = await native().loadModel({ path: path.resolve(file), device, dtype });
   return new Pipeline(model, path.resolve(file), device, dtype);
 }

@@ -1,87 +1,12 @@
 // Loads the addon: a local build when there is one, else the prebuilt binary for this platform
 // and libtorch variant (CUDA when the driver and a matching libtorch are there, else CPU) after
-// loading the libtorch it was built for. Types here are the raw binding; lib/tensor.ts and
-// lib/index.ts wrap them.
+// loading the libtorch it was built for. The binding's types are in binding.ts.
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Binding } from './binding';
 import { cudaMajor, describe, driverCudaMajor, fits, lookup, preload, type Libtorch, type Lookup } from './libtorch';
 
-export type DType = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
-
-export interface NativeTensor {
-  readonly shape: number[];
-  readonly dtype: DType;
-  readonly device: string;
-  readonly disposed: boolean;
-  toBuffer(): { buffer: ArrayBuffer; dtype: DType };
-  to(device?: string, dtype?: DType): NativeTensor;
-  binary(op: 'add' | 'sub' | 'mul' | 'div', other: NativeTensor | number): NativeTensor;
-  unary(op: 'sqrt' | 'exp' | 'neg' | 'clone' | 'contiguous'): NativeTensor;
-  unary(op: 'allFinite'): boolean;
-  unary(op: 'sum' | 'norm'): number;
-  clamp(min?: number, max?: number): NativeTensor;
-  chunk(n: number, dim?: number): NativeTensor[];
-  reshape(shape: number[]): NativeTensor;
-  permute(dims: number[]): NativeTensor;
-  slice(dim: number, start: number, end: number): NativeTensor;
-  dispose(): void;
-}
-
-export interface NativeTensorClass {
-  fromBuffer(data: ArrayBufferView, shape: number[], dtype: DType): NativeTensor;
-  cat(tensors: NativeTensor[], dim?: number): NativeTensor;
-}
-
-export interface NativeGenerator {
-  randn(shape: number[]): NativeTensor;
-}
-
-export interface ModelInfo {
-  config: string;
-  dtype: DType;
-  unetDevice: string;
-  textEncoderDevice: string;
-  vaeDevice: string;
-  vaeDtype: DType;
-  contextDim: number;
-  /** Image pixels per latent cell along each side: 8 for SD 1.x. */
-  vaeScale: number;
-}
-
-export type Component = 'textEncoder' | 'unet' | 'vae';
-
-export interface NativeModel {
-  info(): ModelInfo;
-  encodeText(ids: NativeTensor): Promise<NativeTensor>;
-  unet(x: NativeTensor, t: NativeTensor, ctx: NativeTensor): Promise<NativeTensor>;
-  vaeEncode(images: NativeTensor, tile?: number): Promise<NativeTensor>;
-  vaeDecode(z: NativeTensor, tile?: number): Promise<NativeTensor>;
-  moveTo(component: Component, device: string, dtype?: DType): Promise<void>;
-  dispose(): void;
-}
-
-export interface SystemInfo {
-  /** The libtorch that is loaded. */
-  torchVersion: string;
-  /** The libtorch the binary was built against (the addon refuses any other). */
-  builtForTorch: string;
-  cudaAvailable: boolean;
-  cudaDevices: number;
-  threads: number;
-}
-
-export interface Binding {
-  NativeTensor: NativeTensorClass & (new (..._: never[]) => NativeTensor);
-  NativeGenerator: new (seed: number | bigint) => NativeGenerator;
-  loadModel(path: string, device: string, dtype: DType): Promise<NativeModel>;
-  loadTensors(path: string): Promise<{ tensors: Array<[string, NativeTensor]>; metadata: Record<string, string>; format: string }>;
-  saveTensors(path: string, record: Record<string, NativeTensor>, metadata?: Record<string, string>, overwrite?: boolean): Promise<void>;
-  systemInfo(): SystemInfo;
-  inspectFile(path: string): Promise<{ format: string; family: string; tensors: Array<{ name: string; dtype: DType; numel: number }> }>;
-  presetManifest(preset: 'sd15' | 'tiny'): Array<[string, number[]]>;
-}
-
-export const packageRoot = path.resolve(__dirname, '..');
+export const packageRoot = path.resolve(__dirname, '..', '..');
 
 export interface Prebuild {
   file: string;

@@ -1,4 +1,4 @@
-#include "checkpoint.h"
+#include "io/safetensors.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,9 +11,6 @@
 #include <stdexcept>
 
 #include "io/json.h"
-#include "io/mapped_file.h"
-#include "io/unpickler.h"
-#include "io/zip_reader.h"
 
 namespace sdtorch {
 namespace {
@@ -36,22 +33,14 @@ const char* dtype_name(at::ScalarType t) {
   throw std::runtime_error(std::string("cannot save dtype ") + c10::toString(t) + " to safetensors");
 }
 
-// A CPU tensor over bytes of the map; the deleter keeps the map alive as long as any view is.
-at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at::IntArrayRef shape, at::ScalarType dtype) {
-  void* ptr = const_cast<uint8_t*>(file->data + offset);
-  return torch::from_blob(ptr, shape, [file](void*) {}, at::TensorOptions().dtype(dtype));
-}
-
 // A non-negative integer that fits a tensor size or byte offset exactly (JSON numbers are doubles).
 bool is_count(const json::Value& v) {
   return v.kind == json::Value::Number && v.number >= 0 && v.number <= 9007199254740992.0 && v.number == double(uint64_t(v.number));
 }
 
-[[noreturn]] void damaged(const std::string& path, const std::string& why) {
-  throw std::runtime_error("'" + path + "' is damaged: " + why + ". Download or copy it again.");
-}
+}  // namespace
 
-TensorFile read_safetensors(const std::shared_ptr<MappedFile>& file) {
+TensorFile read_safetensors(const std::shared_ptr<MappedFile>& file, bool header_only) {
   const std::string& path = file->path;
   uint64_t n = 0;
   std::memcpy(&n, file->data, 8);
@@ -94,85 +83,9 @@ TensorFile read_safetensors(const std::shared_ptr<MappedFile>& file) {
     if (end > data_size)
       damaged(path, "tensor '" + key + "' lies beyond the end of the file (the file is truncated: " +
                         std::to_string(file->size) + " bytes, needs " + std::to_string(base + end) + ")");
-    out.tensors.emplace_back(key, view_of(file, base + begin, dims, dtype));
+    if (!header_only) out.tensors.emplace_back(key, view_of(file, base + begin, dims, dtype));
   }
   return out;
-}
-
-void flatten(const pickle::Ref& dict, TensorFile& out) {
-  for (const auto& [k, v] : dict->entries)
-    if (k->kind == pickle::Value::Str && v->kind == pickle::Value::Tensor) out.tensors.emplace_back(k->s, v->tensor);
-}
-
-TensorFile read_ckpt(const std::shared_ptr<MappedFile>& file) {
-  const std::string& path = file->path;
-  std::map<std::string, ZipEntry> entries;
-  try {
-    entries = read_zip_directory(file->data, file->size);
-  } catch (const std::exception& e) {
-    damaged(path, e.what());
-  }
-  std::string prefix;
-  for (const auto& [name, e] : entries)
-    if (name.size() >= 8 && name.compare(name.size() - 8, 8, "data.pkl") == 0) {
-      prefix = name.substr(0, name.size() - 8);
-      break;
-    }
-  auto pkl = entries.find(prefix + "data.pkl");
-  if (pkl == entries.end())
-    throw std::runtime_error("'" + path + "' is a zip archive but not a PyTorch checkpoint (no data.pkl)");
-  auto bo = entries.find(prefix + "byteorder");
-  if (bo != entries.end() && std::string(reinterpret_cast<const char*>(file->data + bo->second.offset), bo->second.size) != "little")
-    throw std::runtime_error("'" + path + "' stores big-endian tensors, which are not supported");
-  auto stored = [&](const ZipEntry& e, const std::string& name) {
-    if (e.method != 0) damaged(path, "entry '" + name + "' is compressed, which torch.save never does");
-  };
-  stored(pkl->second, "data.pkl");
-  auto load_storage = [&](const std::string& key, at::ScalarType dtype, int64_t numel) {
-    auto it = entries.find(prefix + "data/" + key);
-    if (it == entries.end()) damaged(path, "storage '" + key + "' is missing");
-    stored(it->second, key);
-    if (numel < 0 || uint64_t(numel) > it->second.size / c10::elementSize(dtype))
-      damaged(path, "storage '" + key + "' is shorter than its tensors need");
-    return view_of(file, it->second.offset, {numel}, dtype);
-  };
-  pickle::Ref root;
-  try {
-    root = pickle::unpickle(file->data + pkl->second.offset, pkl->second.size, load_storage);
-  } catch (const std::exception& e) {
-    std::string msg = e.what();
-    if (msg.rfind("refused", 0) == 0) throw std::runtime_error("'" + path + "': " + msg);
-    if (msg.find("is damaged") != std::string::npos) throw;
-    damaged(path, msg);
-  }
-  TensorFile out;
-  out.format = "ckpt";
-  if (root->kind != pickle::Value::Dict) throw std::runtime_error("'" + path + "' does not hold a dict of tensors");
-  // Lightning-style checkpoints nest the weights under "state_dict".
-  for (const auto& [k, v] : root->entries)
-    if (k->kind == pickle::Value::Str && k->s == "state_dict" && v->kind == pickle::Value::Dict) {
-      flatten(v, out);
-      return out;
-    }
-  flatten(root, out);
-  return out;
-}
-
-}  // namespace
-
-TensorFile load_tensor_file(const std::string& path) {
-  auto file = MappedFile::open(path);
-  const char* supported = "expected .safetensors or a PyTorch zip checkpoint (.ckpt/.pt/.pth)";
-  if (file->size < 8)
-    throw std::runtime_error("'" + path + "' is not a supported checkpoint: it is only " + std::to_string(file->size) +
-                             " bytes long; " + supported);
-  const uint8_t* d = file->data;
-  if (d[0] == 'P' && d[1] == 'K' && d[2] == 3 && d[3] == 4) return read_ckpt(file);
-  if (file->size > 9 && d[8] == '{') return read_safetensors(file);
-  if (d[0] == 0x80 && d[1] <= 5)
-    throw std::runtime_error("'" + path + "' is a legacy (pre-zip) PyTorch pickle, which is not supported; " +
-                             "re-save it with a current torch.save or convert it to .safetensors");
-  throw std::runtime_error("'" + path + "' is not a supported checkpoint: " + supported);
 }
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,

@@ -179,10 +179,9 @@ export class CLIPTokenizer {
   }
 }
 
-// vocab/ sits at the package root: one level above lib/ (sources) or dist/ (compiled); two levels
-// above if the build nests its output (dist/lib/).
+// vocab/ sits at the package root, two levels above lib/text/ (sources) or dist/text/ (compiled).
 function defaultVocabFile(): string {
-  const candidates = [path.join(__dirname, '..', 'vocab', VOCAB_FILE), path.join(__dirname, '..', '..', 'vocab', VOCAB_FILE)];
+  const candidates = [path.join(__dirname, '..', '..', 'vocab', VOCAB_FILE)];
   const found = candidates.find((f) => fs.existsSync(f));
   if (found === undefined) throw new Error(`${VOCAB_FILE} not found; looked at ${candidates.join(', ')}`);
   return found;

@@ -1,5 +1,7 @@
-// generate() options: their types, defaults and validation (clear errors before any work starts).
-import type { Tensor } from './tensor';
+// generate() options: their types, defaults and validation. A whole job is resolved and checked
+// here, once, before any work starts (the sampler, its schedule and steps included).
+import { resolveSampler, type ResolvedSampler } from '../sampling/registry';
+import type { Tensor } from '../tensor';
 
 export interface Progress {
   step: number;
@@ -48,9 +50,10 @@ export interface ResolvedOptions {
   negatives: string[];
   steps: number;
   cfgScale: number;
-  sampler: string;
-  schedule: 'default' | 'karras' | undefined;
+  /** The sampler with its schedule, checked against steps and strength. */
+  sampler: ResolvedSampler;
   seed: number | bigint;
+  /** Undefined: the init image's size (img2img) or the family's default size (txt2img). */
   width: number | undefined;
   height: number | undefined;
   batchSize: number;
@@ -87,15 +90,21 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   if (typeof seed === 'number' && (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER))
     fail(`seed must be a non-negative integer, got ${seed}`);
   if (typeof seed === 'bigint' && (seed < 0n || seed >= 2n ** 64n)) fail('seed must be in [0, 2^64)');
-  if (o.schedule !== undefined && o.schedule !== 'default' && o.schedule !== 'karras') fail(`schedule must be 'default' or 'karras', got '${o.schedule}'`);
   if (o.image !== undefined && o.latents !== undefined) fail('pass either image (img2img) or latents (txt2img), not both');
+  const steps = positiveInt(o.steps ?? 50, 'steps');
+  let sampler: ResolvedSampler;
+  try {
+    sampler = resolveSampler(o.sampler ?? 'euler_a', o.schedule, steps, o.image !== undefined ? strength : undefined);
+  } catch (e) {
+    const err = e as Error;
+    throw Object.assign(new (err.constructor as ErrorConstructor)(`generate(): ${err.message}`), { cause: e });
+  }
   return {
     prompts,
     negatives,
-    steps: positiveInt(o.steps ?? 50, 'steps'),
+    steps,
     cfgScale,
-    sampler: o.sampler ?? 'euler_a',
-    schedule: o.schedule,
+    sampler,
     seed,
     width: dimension(o.width, 'width'),
     height: dimension(o.height, 'height'),

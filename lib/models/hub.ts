@@ -1,13 +1,10 @@
 // Which weights to load: an explicit file, SDTORCH_WEIGHTS, the cached default (SD 1.5), or a
 // download of the default from the Hugging Face Hub into the cache.
-import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
-import { cacheDir } from './libtorch';
+import { cacheDir } from '../util/cache';
+import { download } from '../util/download';
 
 /** The weights used when none are given: Stable Diffusion 1.5, EMA-only, pruned (4.3 GB). */
 export const DEFAULT_REPO = 'stable-diffusion-v1-5/stable-diffusion-v1-5';
@@ -90,7 +87,6 @@ export async function downloadWeights(options: DownloadOptions = {}): Promise<st
     fetch: ((input, init) => baseFetch(input, { ...init, ...(signal ? { signal } : {}) })) as typeof fetch,
   };
   const final = cachedPath({ repo, file, env });
-  const part = `${final}.${process.pid}-${randomBytes(4).toString('hex')}.part`;
   try {
     const { downloadFile, fileDownloadInfo } = await import('@huggingface/hub');
     const info = await fileDownloadInfo(params);
@@ -98,35 +94,19 @@ export async function downloadWeights(options: DownloadOptions = {}): Promise<st
     if (!info || !blob) throw new Error('the file does not exist in this repository');
     const etag = info.etag.replace(/^W\//, '').replaceAll('"', '');
     const sha256 = /^[0-9a-f]{64}$/.test(etag) && etag !== info.xet?.hash ? etag : undefined;
-
-    await mkdir(path.dirname(final), { recursive: true });
-    const total = blob.size;
-    const hash = createHash('sha256');
-    let done = 0;
-    let reported = 0;
-    const count = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        hash.update(chunk);
-        done += chunk.length;
-        const now = Date.now();
-        if (now - reported >= 100 || done === total) {
-          reported = now;
-          options.onProgress?.(done, total);
-        }
-        callback(null, chunk);
-      },
-    });
-    await pipeline(Readable.fromWeb(blob.stream() as ReadableStream<Uint8Array>), count, createWriteStream(part, { flags: 'wx' }), {
+    await download({
+      // The Hub's blob fetches byte ranges itself: a resumed download asks for the rest only.
+      open: async (offset) => ({ body: blob.slice(offset).stream() as ReadableStream<Uint8Array>, start: offset, total: blob.size }),
+      dest: final,
+      label: 'the transfer',
+      total: blob.size,
+      ...(sha256 !== undefined ? { sha256 } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(signal ? { signal } : {}),
     });
-    if (done !== total) throw new Error(`the transfer stopped after ${done} of ${total} bytes`);
-    if (sha256 !== undefined && hash.digest('hex') !== sha256) throw new Error(`the data does not match its sha256 ${sha256}`);
-    await rename(part, final);
     return final;
   } catch (e) {
     throw downloadError(`${hubUrl}/${repo}`, file, final, e);
-  } finally {
-    await rm(part, { force: true });
   }
 }
 

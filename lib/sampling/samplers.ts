@@ -1,17 +1,9 @@
-// Samplers as plain functions, k-diffusion style, and a registry by name. Each one walks a Schedule
-// (lib/schedules.ts) and reproduces the diffusers scheduler of DESIGN.md's table step for step: the
-// same model inputs and timesteps, the same noise draws from the generator, the same final latents.
-import type { Generator, Tensor } from './tensor';
-import {
-  alphasCumprod,
-  kdiffusionSchedule,
-  leadingSchedule,
-  multistepSchedule,
-  plmsSchedule,
-  TRAIN_STEPS,
-  type Schedule,
-  type ScheduleName,
-} from './schedules';
+// Samplers as plain functions, k-diffusion style (maths only; names and validation are in
+// registry.ts). Each one walks a Schedule (schedules.ts) and reproduces the diffusers scheduler of
+// DESIGN.md's table step for step: the same model inputs and timesteps, the same noise draws from
+// the generator, the same final latents.
+import type { Generator, Tensor } from '../tensor';
+import { alphasCumprod, TRAIN_STEPS, type Schedule, type ScheduleName } from './schedules';
 
 export type { Schedule, ScheduleName } from './schedules';
 
@@ -47,22 +39,22 @@ export interface Sampler {
 // Denoisers and helpers
 
 /** D(x; σ, t): the model's estimate of the clean latents. */
-type Denoiser = (x: Tensor, sigma: number, t: number) => Promise<Tensor>;
+export type Denoiser = (x: Tensor, sigma: number, t: number) => Promise<Tensor>;
 
 /** One run of a sampler: its schedule, the step img2img enters at, and the noise generator. */
-interface Walk extends Schedule {
+export interface Walk extends Schedule {
   from: number;
   generator: Generator;
 }
 
 /** Karras et al. 2022's VE denoiser over an eps model: D(x; σ) = x − σ·ε(x/√(σ²+1), t). */
-const veDenoiser =
+export const veDenoiser =
   (eps: EpsModel): Denoiser =>
   async (x, sigma, t) =>
     x.sub((await eps(x.div(Math.sqrt(sigma * sigma + 1)), t)).mul(sigma));
 
 /** Data prediction for VP latents x = α·x0 + σ_t·ε (α = 1/√(1+σ²), σ_t = σα): x0 = (x − σ_t·ε(x, t))/α. */
-const vpDenoiser =
+export const vpDenoiser =
   (eps: EpsModel): Denoiser =>
   async (x, sigma, t) => {
     const { alpha, sigmaT } = vp(sigma);
@@ -70,7 +62,7 @@ const vpDenoiser =
   };
 
 /** VP coefficients of σ and the half log-SNR λ = log(α/σ_t). */
-function vp(sigma: number): { alpha: number; sigmaT: number; lambda: number } {
+export function vp(sigma: number): { alpha: number; sigmaT: number; lambda: number } {
   const alpha = 1 / Math.sqrt(sigma * sigma + 1);
   const sigmaT = sigma * alpha;
   return { alpha, sigmaT, lambda: Math.log(alpha) - Math.log(sigmaT) };
@@ -102,7 +94,7 @@ const abar = (t: number, final: number): number => (t >= 0 ? alphasCumprod[t] : 
 // Samplers over ᾱ_t (integer timesteps, eps model called on x as is)
 
 /** DDPM ancestral sampling (Ho et al. 2020, arXiv:2006.11239), "fixed_small" variance. */
-async function ddpm(eps: EpsModel, x: Tensor, { timesteps, from, generator }: Walk): Promise<Tensor> {
+export async function ddpm(eps: EpsModel, x: Tensor, { timesteps, from, generator }: Walk): Promise<Tensor> {
   for (let i = from; i < timesteps.length; i++) {
     const t = timesteps[i];
     const e = await eps(x, t);
@@ -119,7 +111,7 @@ async function ddpm(eps: EpsModel, x: Tensor, { timesteps, from, generator }: Wa
 }
 
 /** DDIM, deterministic (Song et al. 2020, arXiv:2010.02502, η = 0). */
-async function ddim(eps: EpsModel, x: Tensor, { steps, timesteps, from }: Walk): Promise<Tensor> {
+export async function ddim(eps: EpsModel, x: Tensor, { steps, timesteps, from }: Walk): Promise<Tensor> {
   const stride = Math.floor(TRAIN_STEPS / steps);
   for (let i = from; i < timesteps.length; i++) {
     const t = timesteps[i];
@@ -136,7 +128,7 @@ async function ddim(eps: EpsModel, x: Tensor, { steps, timesteps, from }: Walk):
  * PLMS (Liu et al. 2022, arXiv:2202.09778, "pseudo linear multistep"): Adams–Bashforth on ε over
  * the last ≤ 4 outputs; the first step is redone with the mean of two outputs, as diffusers' PNDM does.
  */
-async function plms(eps: EpsModel, x: Tensor, { steps, timesteps, from }: Walk): Promise<Tensor> {
+export async function plms(eps: EpsModel, x: Tensor, { steps, timesteps, from }: Walk): Promise<Tensor> {
   const stride = Math.floor(TRAIN_STEPS / steps);
   const es: Tensor[] = [];
   let start = x;
@@ -175,7 +167,7 @@ function pndmTransfer(x: Tensor, t: number, prev: number, e: Tensor): Tensor {
 // Samplers over σ (VE latents, denoiser D(x; σ, t))
 
 /** Euler's method on the probability-flow ODE (Karras et al. 2022, arXiv:2206.00364, Alg. 2 without churn). */
-async function euler(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
+export async function euler(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
   for (let i = from; i < timesteps.length; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     x = x.add(d.mul(sigmas[i + 1] - sigmas[i]));
@@ -184,7 +176,7 @@ async function euler(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Wa
 }
 
 /** Ancestral Euler (k-diffusion's sample_euler_ancestral, η = 1; Song et al. 2021 ancestral step). */
-async function eulerAncestral(model: Denoiser, x: Tensor, { sigmas, timesteps, from, generator }: Walk): Promise<Tensor> {
+export async function eulerAncestral(model: Denoiser, x: Tensor, { sigmas, timesteps, from, generator }: Walk): Promise<Tensor> {
   for (let i = from; i < timesteps.length; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     const { up, down } = ancestral(sigmas[i], sigmas[i + 1]);
@@ -195,7 +187,7 @@ async function eulerAncestral(model: Denoiser, x: Tensor, { sigmas, timesteps, f
 }
 
 /** Heun's second-order method (Karras et al. 2022, arXiv:2206.00364, Alg. 1); Euler on the last step. */
-async function heun(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
+export async function heun(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
   for (let i = from; i < timesteps.length; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     const dt = sigmas[i + 1] - sigmas[i];
@@ -211,7 +203,7 @@ async function heun(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Wal
 }
 
 /** DPM-Solver-2 as in k-diffusion (Lu et al. 2022, arXiv:2206.00927; midpoint at the geometric mean of σ). */
-async function dpm2(model: Denoiser, x: Tensor, { sigmas, timesteps, from, sigmaToT }: Walk): Promise<Tensor> {
+export async function dpm2(model: Denoiser, x: Tensor, { sigmas, timesteps, from, sigmaToT }: Walk): Promise<Tensor> {
   for (let i = from; i < timesteps.length; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     if (sigmas[i + 1] === 0) {
@@ -227,7 +219,7 @@ async function dpm2(model: Denoiser, x: Tensor, { sigmas, timesteps, from, sigma
 }
 
 /** Ancestral DPM-Solver-2 (k-diffusion's sample_dpm_2_ancestral, η = 1); no noise on the last step. */
-async function dpm2Ancestral(model: Denoiser, x: Tensor, { sigmas, timesteps, from, generator, sigmaToT }: Walk): Promise<Tensor> {
+export async function dpm2Ancestral(model: Denoiser, x: Tensor, { sigmas, timesteps, from, generator, sigmaToT }: Walk): Promise<Tensor> {
   for (let i = from; i < timesteps.length; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     if (sigmas[i + 1] === 0) {
@@ -245,7 +237,7 @@ async function dpm2Ancestral(model: Denoiser, x: Tensor, { sigmas, timesteps, fr
 }
 
 /** Linear multistep (k-diffusion's sample_lms): Adams–Bashforth in σ over the last ≤ 4 derivatives. */
-async function lms(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
+export async function lms(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
   const ds: Tensor[] = []; // newest first
   for (let i = from; i < timesteps.length; i++) {
     ds.unshift(x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]));
@@ -280,7 +272,7 @@ function lmsCoefficient(sigmas: number[], i: number, order: number, j: number): 
 // Multistep samplers over data predictions (VP latents, x0 = D(x; σ, t))
 
 /** DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095), midpoint; first order on the first and last step. */
-async function dpmpp2m(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
+export async function dpmpp2m(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
   let prev: Tensor | undefined;
   for (let i = from; i < timesteps.length; i++) {
     const x0 = await model(x, sigmas[i], timesteps[i]);
@@ -299,7 +291,7 @@ async function dpmpp2m(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: 
 }
 
 /** DPM-Solver++(2M) SDE (Lu et al. 2022, arXiv:2211.01095), midpoint; noise drawn on every step. */
-async function dpmpp2mSde(model: Denoiser, x: Tensor, { sigmas, timesteps, from, generator }: Walk): Promise<Tensor> {
+export async function dpmpp2mSde(model: Denoiser, x: Tensor, { sigmas, timesteps, from, generator }: Walk): Promise<Tensor> {
   let prev: Tensor | undefined;
   for (let i = from; i < timesteps.length; i++) {
     const x0 = await model(x, sigmas[i], timesteps[i]);
@@ -323,7 +315,7 @@ async function dpmpp2mSde(model: Denoiser, x: Tensor, { sigmas, timesteps, from,
  * UniPC (Zhao et al. 2023, arXiv:2302.04867): UniP-2 predictor and UniC corrector, B(h) = e^h − 1
  * ("bh2"), data prediction; orders warm up from 1 and drop to 1 on the last step.
  */
-async function unipc(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
+export async function unipc(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
   const n = timesteps.length;
   const ms: Tensor[] = []; // data predictions of the last two steps, newest last
   let last: Tensor | undefined; // the predictor's input of the previous step
@@ -378,174 +370,4 @@ function uniC(last: Tensor, m: Tensor, ms: Tensor[], sigmas: number[], i: number
     correction = d1.mul(rho0).add(m.sub(m0).mul(rho1));
   }
   return base.sub(correction.mul(alpha * bh));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Registry
-
-interface Spec {
-  /** The A1111 display name. */
-  label: string;
-  /** The diffusers scheduler this reproduces. */
-  diffusers: string;
-  /** Whether diffusers offers use_karras_sigmas for it. */
-  karras: boolean;
-  /** 've': latents x0 + σ·ε, the model sees x/√(σ²+1); 'vp': α·x0 + σ_t·ε, the model sees x. */
-  space: 've' | 'vp';
-  /** Model evaluations per step (the last step of a two-stage method makes one). */
-  evals: 1 | 2;
-  schedule(steps: number, schedule: ScheduleName): Schedule;
-  run(model: EpsModel, x: Tensor, walk: Walk): Promise<Tensor>;
-}
-
-const kSpec = (
-  label: string,
-  diffusers: string,
-  run: (m: Denoiser, x: Tensor, w: Walk) => Promise<Tensor>,
-  { evals = 1, karras = true, roundKarras = false }: { evals?: 1 | 2; karras?: boolean; roundKarras?: boolean } = {},
-): Spec => ({
-  label,
-  diffusers,
-  karras,
-  space: 've',
-  evals,
-  schedule: (steps, schedule) => kdiffusionSchedule(steps, schedule, roundKarras),
-  run: (m, x, w) => run(veDenoiser(m), x, w),
-});
-
-const multistepSpec = (label: string, diffusers: string, run: (m: Denoiser, x: Tensor, w: Walk) => Promise<Tensor>): Spec => ({
-  label,
-  diffusers,
-  karras: true,
-  space: 'vp',
-  evals: 1,
-  schedule: multistepSchedule,
-  run: (m, x, w) => run(vpDenoiser(m), x, w),
-});
-
-const discreteSpec = (label: string, diffusers: string, schedule: (steps: number) => Schedule, run: Spec['run']): Spec => ({
-  label,
-  diffusers,
-  karras: false,
-  space: 'vp',
-  evals: 1,
-  schedule,
-  run,
-});
-
-const SPECS = {
-  ddpm: discreteSpec('DDPM', 'DDPMScheduler', leadingSchedule, ddpm),
-  ddim: discreteSpec('DDIM', 'DDIMScheduler', leadingSchedule, ddim),
-  pndm: discreteSpec('PLMS', 'PNDMScheduler', plmsSchedule, plms),
-  euler: kSpec('Euler', 'EulerDiscreteScheduler', euler),
-  euler_a: kSpec('Euler a', 'EulerAncestralDiscreteScheduler', eulerAncestral, { karras: false }),
-  heun: kSpec('Heun', 'HeunDiscreteScheduler', heun, { evals: 2 }),
-  lms: kSpec('LMS', 'LMSDiscreteScheduler', lms),
-  dpm2: kSpec('DPM2', 'KDPM2DiscreteScheduler', dpm2, { evals: 2, roundKarras: true }),
-  dpm2_a: kSpec('DPM2 a', 'KDPM2AncestralDiscreteScheduler', dpm2Ancestral, { evals: 2, roundKarras: true }),
-  dpmpp_2m: multistepSpec('DPM++ 2M', 'DPMSolverMultistepScheduler', dpmpp2m),
-  dpmpp_2m_sde: multistepSpec('DPM++ 2M SDE', 'DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")', dpmpp2mSde),
-  unipc: multistepSpec('UniPC', 'UniPCMultistepScheduler', unipc),
-} satisfies Record<string, Spec>;
-
-export type SamplerName = keyof typeof SPECS;
-export const samplerNames: string[] = Object.keys(SPECS);
-const karrasNames = (): string => samplerNames.filter((n) => SPECS[n as SamplerName].karras).join(', ');
-
-function check(name: SamplerName, opts: SamplerOptions): { schedule: Schedule; from: number } {
-  const { steps, strength = 1 } = opts;
-  const scheduleName = opts.schedule ?? 'default';
-  if (scheduleName !== 'default' && scheduleName !== 'karras') {
-    throw new TypeError(`unknown schedule '${String(scheduleName)}': use 'default' or 'karras'`);
-  }
-  if (scheduleName === 'karras' && !SPECS[name].karras) {
-    throw new Error(
-      `sampler '${name}' has no karras schedule (diffusers' ${SPECS[name].diffusers} has no use_karras_sigmas): ` +
-        `use schedule 'default', or one of the samplers that have it: ${karrasNames()}`,
-    );
-  }
-  if (!Number.isInteger(steps) || steps < 1 || steps > TRAIN_STEPS) {
-    throw new RangeError(`steps must be an integer from 1 to ${TRAIN_STEPS}, got ${steps}`);
-  }
-  if (!(strength > 0 && strength <= 1)) throw new RangeError(`strength must be in (0, 1], got ${strength}`);
-  // diffusers' img2img: init_timestep = min(int(steps·strength), steps); t_start = steps − init_timestep
-  const kept = Math.min(Math.floor(steps * strength), steps);
-  if (kept < 1) {
-    throw new RangeError(`strength ${strength} leaves no step of ${steps} to run (int(steps·strength) = 0): raise strength or steps`);
-  }
-  return { schedule: SPECS[name].schedule(steps, scheduleName), from: steps - kept };
-}
-
-function makeSampler(name: SamplerName): Sampler {
-  const spec: Spec = SPECS[name];
-  const count = ({ schedule, from }: { schedule: Schedule; from: number }): number =>
-    spec.evals * (schedule.timesteps.length - from) - (spec.evals - 1);
-  return {
-    init(noise, opts) {
-      const { schedule } = check(name, opts);
-      return noise.mul(spec.space === 've' ? schedule.sigmas[0] : 1);
-    },
-    addNoise(latents, noise, opts) {
-      const { schedule, from } = check(name, opts);
-      const sigma = schedule.sigmas[from];
-      if (spec.space === 've') return latents.add(noise.mul(sigma));
-      const { alpha, sigmaT } = vp(sigma);
-      return latents.mul(alpha).add(noise.mul(sigmaT));
-    },
-    async sample(model, x, opts) {
-      const { schedule, from } = check(name, opts);
-      const total = count({ schedule, from });
-      let done = 0;
-      const counted: EpsModel = async (input, t) => {
-        opts.signal?.throwIfAborted();
-        const eps = await model(input, t);
-        await opts.onStep?.(++done, total);
-        return eps;
-      };
-      return spec.run(counted, x, { ...schedule, from, generator: opts.generator });
-    },
-    evaluations: (opts) => count(check(name, opts)),
-  };
-}
-
-const SAMPLERS = Object.fromEntries(samplerNames.map((n) => [n, makeSampler(n as SamplerName)])) as Record<SamplerName, Sampler>;
-
-const normalize = (s: string): string => s.trim().toLowerCase().replace(/\s+/g, ' ');
-
-/** Every accepted name (lowercased): ours, ours + "_karras", A1111's display names with and without " Karras". */
-const ALIASES: ReadonlyMap<string, { name: SamplerName; schedule?: ScheduleName }> = new Map(
-  (Object.entries(SPECS) as [SamplerName, Spec][]).flatMap(([name, spec]) => {
-    const plain = [name, spec.label, ...(name === 'pndm' ? ['PNDM'] : [])].map((a) => [normalize(a), { name }] as const);
-    const karras = spec.karras
-      ? [`${name}_karras`, `${spec.label} Karras`].map((a) => [normalize(a), { name, schedule: 'karras' as const }] as const)
-      : [];
-    return [...plain, ...karras];
-  }),
-);
-
-/**
- * Resolves a sampler by our name ('dpmpp_2m') or A1111's ('DPM++ 2M Karras'), case-insensitively.
- * A name that implies a schedule ("... Karras") conflicts with an explicit other `schedule`.
- */
-export function getSampler(name: string, schedule?: string): { sampler: Sampler; schedule: ScheduleName; name: SamplerName; label: string } {
-  const hit = ALIASES.get(normalize(name));
-  if (!hit) {
-    const labels = Object.values(SPECS).flatMap((s: Spec) => (s.karras ? [s.label, `${s.label} Karras`] : [s.label]));
-    throw new Error(`unknown sampler '${name}'. Valid names: ${samplerNames.join(', ')} (schedule 'default' or 'karras'), or A1111's: ${labels.map((l) => `"${l}"`).join(', ')}`);
-  }
-  if (schedule !== undefined && schedule !== 'default' && schedule !== 'karras') {
-    throw new TypeError(`unknown schedule '${schedule}': use 'default' or 'karras'`);
-  }
-  if (hit.schedule && schedule !== undefined && schedule !== hit.schedule) {
-    throw new Error(`sampler '${name}' already selects the ${hit.schedule} schedule; the schedule '${schedule}' contradicts it: pass '${hit.schedule}' or no schedule`);
-  }
-  const resolved: ScheduleName = hit.schedule ?? (schedule as ScheduleName | undefined) ?? 'default';
-  const spec: Spec = SPECS[hit.name];
-  if (resolved === 'karras' && !spec.karras) {
-    throw new Error(
-      `sampler '${hit.name}' has no karras schedule (diffusers' ${spec.diffusers} has no use_karras_sigmas): ` +
-        `use schedule 'default', or one of the samplers that have it: ${karrasNames()}`,
-    );
-  }
-  return { sampler: SAMPLERS[hit.name], schedule: resolved, name: hit.name, label: resolved === 'karras' ? `${spec.label} Karras` : spec.label };
 }

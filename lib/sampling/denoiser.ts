@@ -1,8 +1,8 @@
 // UNet -> the guided noise prediction samplers call: classifier-free guidance with the
 // unconditional and conditional halves batched through one UNet call.
-import type { UNet } from './models';
+import type { UNet } from '../models/networks';
 import type { EpsModel } from './samplers';
-import { Tensor } from './tensor';
+import { Tensor } from '../tensor';
 
 /**
  * eps(x, t) = eps_u + s * (eps_c - eps_u) for context [B,77,768] and uncond [B,77,768];

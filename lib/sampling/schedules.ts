@@ -1,6 +1,7 @@
 // Noise schedules of SD 1.x, built as diffusers builds them: the training ᾱ_t, and for each family
 // of samplers the timesteps the model sees with their noise levels σ. Plain functions over float64
 // numbers; values diffusers stores as float32 are rounded to float32 (Math.fround) at the same points.
+import { roundHalfEven } from '../util/round';
 
 export type ScheduleName = 'default' | 'karras';
 
@@ -58,11 +59,6 @@ function sigmaAt(t: number): number {
 }
 
 /** numpy's round: halves to even. */
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
 /** numpy.linspace(start, stop, n) in float64. */
 function linspace(start: number, stop: number, n: number): number[] {
   const step = (stop - start) / (n - 1);

@@ -5,13 +5,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cmakeDir, download, driverCudaMajor, LIBTORCH_VERSION, lookup, type Libtorch } from './libtorch';
-import { libtorchFor, packageRoot, prebuilds } from './native';
+import { libtorchFor, packageRoot, prebuilds } from './load';
 
 const say = (line: string) => console.error(`sdtorch: ${line}`);
 
 /** Loads the package's loader in a fresh process: a binary that crashes cannot take us down. */
 function tryLoad(env: NodeJS.ProcessEnv): { ok: boolean; detail: string } {
-  const script = `const n = require(${JSON.stringify(path.join(__dirname, 'native'))});
+  const script = `const n = require(${JSON.stringify(path.join(__dirname, 'load'))});
     try { n.native(); } catch (e) { console.error(e.message); process.exit(1); }`;
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120000, env: { ...process.env, ...env } });
   // The loader's message lists what it tried between "Tried:" and "Possible solutions:".

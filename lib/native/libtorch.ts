@@ -5,6 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { cacheDir } from '../util/cache';
+import { download as downloadFile, fetchOpener } from '../util/download';
 
 /** The libtorch a source build downloads when none is found. */
 export const LIBTORCH_VERSION = '2.13.0';
@@ -45,12 +47,6 @@ export function describe(root: string, source: string): Libtorch | null {
 }
 
 const ext = () => (process.platform === 'darwin' ? '.dylib' : '.so');
-
-/** sdtorch's cache (downloaded libtorch and weights): SDTORCH_CACHE, else ~/.cache/sdtorch. */
-export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.SDTORCH_CACHE) return path.resolve(env.SDTORCH_CACHE);
-  return path.join(env.XDG_CACHE_HOME ? path.resolve(env.XDG_CACHE_HOME) : path.join(os.homedir(), '.cache'), 'sdtorch');
-}
 
 /** The folder a downloaded libtorch lives in. */
 export const libtorchCachePath = (version: string, flavor: string) => path.join(cacheDir(), `libtorch-${version}-${flavor}`, 'libtorch');
@@ -171,29 +167,22 @@ export async function download(version: string, flavor: string, log: (line: stri
   if (have) return have;
   const url = downloadUrl(version, flavor);
   fs.mkdirSync(path.dirname(dest), { recursive: true });
-  const zip = `${dest}.zip.part`;
+  const zip = `${dest}.zip`;
   const tmp = `${dest}.tmp-${process.pid}`;
   try {
     log(`sdtorch: downloading libtorch ${version} (${flavor}) from ${url}`);
-    const res = await fetch(url);
-    if (!res.ok || !res.body) throw new Error(`${url} answered ${res.status} ${res.statusText}`);
-    const total = Number(res.headers.get('content-length')) || 0;
-    let got = 0;
     let shown = 0;
-    const progress = new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, ctl) {
-        got += chunk.length;
+    await downloadFile({
+      open: fetchOpener(url),
+      dest: zip,
+      label: `the download of ${url}`,
+      onProgress: (got, total) => {
         if (total && got / total >= shown + 0.1) {
           shown = Math.floor((got / total) * 10) / 10;
           log(`sdtorch: ${Math.round(shown * 100)}% of ${(total / 2 ** 20).toFixed(0)} MB`);
         }
-        ctl.enqueue(chunk);
       },
     });
-    await pipeline(res.body.pipeThrough(progress), fs.createWriteStream(zip)).catch((e: Error) => {
-      throw new Error(`the download of ${url} broke off after ${got} bytes: ${e.message}${e.cause instanceof Error ? ` (${e.cause.message})` : ''}`);
-    });
-    if (total && got !== total) throw new Error(`the download stopped at ${got} of ${total} bytes`);
     fs.rmSync(tmp, { recursive: true, force: true });
     await unzip(zip, tmp);
     if (!describe(path.join(tmp, 'libtorch'), 'cache')) throw new Error(`${url} is not a libtorch zip (no libtorch/share/cmake/Torch in it)`);

@@ -1,0 +1,125 @@
+// Image files <-> [-1, 1] tensors, as diffusers' VaeImageProcessor makes them (sharp decodes).
+import sharp from 'sharp';
+import { Tensor } from '../tensor';
+import { roundHalfEven } from '../util/round';
+import { resizeLanczos } from './lanczos';
+
+/** 8-bit RGB pixels, row-major HWC (`data.length === width * height * 3`). */
+export interface RgbImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+export interface Size {
+  width: number;
+  height: number;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Decoding: what `diffusers.utils.load_image(file)` then `VaeImageProcessor.preprocess` give.
+
+/**
+ * Reads an image (any format sharp reads: PNG, JPEG, WebP, AVIF, GIF, TIFF, ...) into a float32
+ * [1, 3, H, W] tensor in [-1, 1], as diffusers prepares an img2img input:
+ * - pixels as `load_image` gives them: EXIF orientation applied (`ImageOps.exif_transpose`), then
+ *   PIL's `convert("RGB")`: alpha is dropped, not composited; grey is repeated into R, G and B;
+ *   embedded ICC profiles are ignored; CMYK uses PIL's naive formula; 16-bit samples keep their
+ *   high byte (value >> 8) as PIL does for RGB(A) and LA, though PIL clips 16-bit grey to 255;
+ * - without `size`, width and height are rounded down to multiples of 8 (`get_default_height_width`)
+ *   and, if that changed them, resized with PIL's Lanczos; with `size`, resized to it;
+ * - values `x / 255 * 2 - 1` in float32, as `normalize(pil_to_numpy(image))`.
+ * Resizing reimplements Pillow's Lanczos (below) rather than calling sharp's: libvips' lanczos3
+ * differs from PIL's by up to ~40 levels on downscales and far more on upscales.
+ */
+export async function loadImage(input: string | Buffer, size?: Size): Promise<Tensor> {
+  const img = await decodeRgb(input);
+  if (size !== undefined && !(isMultipleOf8(size.width) && isMultipleOf8(size.height)))
+    throw new RangeError(`loadImage(): size must be positive multiples of 8, got ${size.width}x${size.height}`);
+  const target = size ?? { width: img.width - (img.width % 8), height: img.height - (img.height % 8) };
+  if (target.width === 0 || target.height === 0)
+    throw new RangeError(`loadImage(): the image is ${img.width}x${img.height}; it must be at least 8x8`);
+  return rgbToTensor(resizeLanczos(img, target.width, target.height));
+}
+
+const isMultipleOf8 = (n: number) => Number.isInteger(n) && n > 0 && n % 8 === 0;
+
+async function decodeRgb(input: string | Buffer): Promise<RgbImage> {
+  try {
+    const options = { autoOrient: true, ignoreIcc: true } as const;
+    if ((await sharp(input).metadata()).space === 'cmyk') {
+      const { data, info } = await sharp(input, options).pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
+      return { data: cmykToRgb(data, info.channels), width: info.width, height: info.height };
+    }
+    const { data, info } = await sharp(input, options)
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+  } catch (e) {
+    const what = typeof input === 'string' ? input : 'image buffer';
+    throw new Error(`cannot read ${what}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** PIL's naive CMYK -> RGB (Convert.c cmyk2rgb), not sharp's ICC transform. */
+function cmykToRgb(cmyk: Uint8Array, channels: number): Uint8Array {
+  const n = cmyk.length / channels;
+  const rgb = new Uint8Array(n * 3);
+  const mulDiv255 = (a: number, b: number) => {
+    const t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  for (let i = 0; i < n; i++) {
+    const nk = 255 - cmyk[i * channels + 3]!;
+    for (let c = 0; c < 3; c++) rgb[i * 3 + c] = nk - mulDiv255(cmyk[i * channels + c]!, nk);
+  }
+  return rgb;
+}
+
+// 8-bit value -> float32(float32(v / 255) * 2 - 1), numpy's float32 arithmetic.
+const TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => Math.fround(Math.fround(v / 255) * 2 - 1));
+
+function rgbToTensor({ data, width, height }: RgbImage): Tensor {
+  const plane = width * height;
+  const out = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    out[i] = TO_UNIT[data[3 * i]!]!;
+    out[plane + i] = TO_UNIT[data[3 * i + 1]!]!;
+    out[2 * plane + i] = TO_UNIT[data[3 * i + 2]!]!;
+  }
+  return Tensor.from(out, [1, 3, height, width]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding: what `VaeImageProcessor.postprocess(images, output_type="pil")` gives.
+
+/**
+ * [B, 3, H, W] images in about [-1, 1] (any device or float dtype) -> 8-bit RGB, as diffusers'
+ * postprocess: `(x * 0.5 + 0.5).clamp(0, 1)` in the tensor's own dtype, then in float32
+ * `(x * 255).round().astype("uint8")` with numpy's round-half-to-even.
+ */
+export function toImageData(images: Tensor): RgbImage[] {
+  const [batch, channels, height, width] = images.shape;
+  if (images.shape.length !== 4 || channels !== 3)
+    throw new RangeError(`toImageData(): expected images of shape [B, 3, H, W], got [${images.shape.join(', ')}]`);
+  const half = images.mul(0.5);
+  const shifted = half.add(0.5);
+  const clamped = shifted.clamp(0, 1);
+  const cpu = clamped.to('cpu', 'float32');
+  const values = cpu.toArray() as Float32Array;
+  for (const t of [half, shifted, clamped, cpu]) t.dispose();
+
+  const plane = height! * width!;
+  return Array.from({ length: batch! }, (_, b) => {
+    const data = new Uint8Array(plane * 3);
+    for (let c = 0; c < 3; c++) {
+      const src = (b * 3 + c) * plane;
+      for (let i = 0; i < plane; i++) data[i * 3 + c] = roundHalfEven(Math.fround(values[src + i]! * 255));
+    }
+    return { data, width: width!, height: height! };
+  });
+}

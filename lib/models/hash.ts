@@ -1,0 +1,60 @@
+// A1111's short model hash, remembered in the cache so a new process does not re-read the file.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { cacheDir } from '../util/cache';
+import { writeFileAtomic } from '../util/fs';
+
+const hashes = new Map<string, Promise<string>>();
+const hashFile = () => path.join(cacheDir(), 'model-hashes.json');
+
+async function knownHashes(): Promise<Record<string, string>> {
+  try {
+    return JSON.parse(await readFile(hashFile(), 'utf8')) as Record<string, string>;
+  } catch {
+    return {};
+  }
+}
+
+/** Adds one hash to the file of known ones (the newest 200), atomically. */
+async function rememberHash(key: string, hash: string): Promise<void> {
+  const all = { ...(await knownHashes()), [key]: hash };
+  await mkdir(path.dirname(hashFile()), { recursive: true });
+  await writeFileAtomic(hashFile(), Buffer.from(JSON.stringify(Object.fromEntries(Object.entries(all).slice(-200)))), { overwrite: true });
+}
+
+function sha256Prefix(file: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(file, { highWaterMark: 1 << 22 })
+      .on('data', (chunk) => h.update(chunk))
+      .on('error', reject)
+      .on('end', () => resolve(h.digest('hex').slice(0, 10)));
+  });
+}
+
+/**
+ * A1111's short model hash: the first 10 hex digits of the file's sha256, streamed (checkpoints are
+ * gigabytes). Remembered per (path, size, mtime) in memory and in the cache's model-hashes.json,
+ * so a new process (each CLI run) does not read the whole file again.
+ */
+export async function modelHash(file: string): Promise<string> {
+  const full = path.resolve(file);
+  const st = await stat(full);
+  const key = `${full}\0${st.size}\0${st.mtimeMs}`;
+  let hash = hashes.get(key);
+  if (hash === undefined) {
+    hash = (async () => {
+      const known = (await knownHashes())[key];
+      if (typeof known === 'string' && /^[0-9a-f]{10}$/.test(known)) return known;
+      const fresh = await sha256Prefix(full);
+      // A cache that cannot be written (read-only home) costs the next process a re-read, nothing more.
+      await rememberHash(key, fresh).catch(() => undefined);
+      return fresh;
+    })();
+    hashes.set(key, hash);
+    hash.catch(() => hashes.delete(key));
+  }
+  return hash;
+}

@@ -1,0 +1,85 @@
+// Typed facades of the networks of a loaded checkpoint: each forward is a Promise.
+import type { Component, DType, NativeModel } from '../native/binding';
+import { Tensor } from '../tensor';
+import type { CLIPTokenizer } from '../text/clip-tokenizer';
+
+export class Tokenizer {
+  constructor(readonly bpe: CLIPTokenizer) {}
+  /** Token ids int64 [B, 77], padded and truncated as CLIPTokenizer(padding='max_length', truncation=True). */
+  encode(prompts: string | string[]): Tensor {
+    const rows = this.bpe.encodeIds(typeof prompts === 'string' ? [prompts] : prompts);
+    const flat = BigInt64Array.from(rows.flat(), (v) => BigInt(v));
+    return Tensor.from(flat, [rows.length, rows[0]?.length ?? 77], 'int64');
+  }
+}
+
+abstract class Network {
+  constructor(protected readonly model: NativeModel, private readonly component: Component) {}
+  /** Moves this network's weights (e.g. to the idle device between stages), casting when dtype is given. */
+  async to(device: string, dtype?: DType): Promise<void> {
+    await this.model.moveTo({ component: this.component, device, ...(dtype ? { dtype } : {}) });
+  }
+}
+
+export class TextEncoder extends Network {
+  constructor(model: NativeModel) {
+    super(model, 'textEncoder');
+  }
+  /** ids int [B, 77] -> last hidden state [B, 77, width] (768 for SD 1.x). */
+  async forward(ids: Tensor): Promise<Tensor> {
+    return new Tensor(await this.model.encodeText({ ids: ids.handle }));
+  }
+}
+
+/** What the UNet is conditioned on besides x and t. */
+export interface Conditioning {
+  /** [B, tokens, contextDim] cross-attention context (the text encoder's output). */
+  context: Tensor;
+  /** [B, C, h, w] joined to x along channels (inpainting's mask and masked-image latents). */
+  concat?: Tensor;
+  /** [B, N] vector conditioning (SDXL's pooled text and size numbers). */
+  y?: Tensor;
+}
+
+export class UNet extends Network {
+  constructor(model: NativeModel) {
+    super(model, 'unet');
+  }
+  /**
+   * x [B,4,h,w], t [B] (or a number), context [B,77,768] or a Conditioning -> the prediction
+   * [B,4,h,w] (the noise for an epsilon model), float in the UNet's dtype.
+   */
+  async forward(x: Tensor, t: Tensor | number, cond: Tensor | Conditioning): Promise<Tensor> {
+    const batch = x.shape[0] ?? 1;
+    const tt = typeof t === 'number' ? Tensor.from(new Float32Array(batch).fill(t), [batch]) : t;
+    const c = cond instanceof Tensor ? { context: cond } : cond;
+    return new Tensor(
+      await this.model.unet({
+        x: x.handle,
+        t: tt.handle,
+        context: c.context.handle,
+        ...(c.concat ? { concat: c.concat.handle } : {}),
+        ...(c.y ? { y: c.y.handle } : {}),
+      }),
+    );
+  }
+}
+
+export interface TileOptions {
+  /** Work in overlapping tiles of this size (encode: pixels, decode: latent cells); 0 = whole. */
+  tile?: number;
+}
+
+export class VAE extends Network {
+  constructor(model: NativeModel) {
+    super(model, 'vae');
+  }
+  /** images [B,3,H,W] in [-1,1] -> cat(mean, logvar) [B,8,H/8,W/8]. */
+  async encode(images: Tensor, options: TileOptions = {}): Promise<Tensor> {
+    return new Tensor(await this.model.vaeEncode({ images: images.handle, tile: options.tile ?? 0 }));
+  }
+  /** Unscaled latents [B,4,h,w] -> images [B,3,8h,8w], about [-1,1]. */
+  async decode(z: Tensor, options: TileOptions = {}): Promise<Tensor> {
+    return new Tensor(await this.model.vaeDecode({ latents: z.handle, tile: options.tile ?? 0 }));
+  }
+}

@@ -1,0 +1,116 @@
+// Types of every native call: the raw binding the addon exports (native/addon/*.cc). Each call with
+// more than one input takes ONE options object; lib/tensor.ts and lib/models/networks.ts wrap them.
+
+export type DType = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: DType;
+  readonly device: string;
+  readonly disposed: boolean;
+  toBuffer(): { buffer: ArrayBuffer; dtype: DType };
+  to(device?: string, dtype?: DType): NativeTensor;
+  binary(op: 'add' | 'sub' | 'mul' | 'div', other: NativeTensor | number): NativeTensor;
+  unary(op: 'sqrt' | 'exp' | 'neg' | 'clone' | 'contiguous'): NativeTensor;
+  unary(op: 'allFinite'): boolean;
+  unary(op: 'sum' | 'norm'): number;
+  clamp(min?: number, max?: number): NativeTensor;
+  chunk(n: number, dim?: number): NativeTensor[];
+  reshape(shape: number[]): NativeTensor;
+  permute(dims: number[]): NativeTensor;
+  slice(dim: number, start: number, end: number): NativeTensor;
+  dispose(): void;
+}
+
+export interface NativeTensorClass {
+  fromBuffer(data: ArrayBufferView, shape: number[], dtype: DType): NativeTensor;
+  cat(tensors: NativeTensor[], dim?: number): NativeTensor;
+}
+
+export interface NativeGenerator {
+  randn(shape: number[]): NativeTensor;
+}
+
+/** One text encoder of a family: its output width and the token positions it takes. */
+export interface TextEncoderSpec {
+  width: number;
+  maxTokens: number;
+  vocab: number;
+}
+
+/** A row of the native preset table: what a loaded checkpoint is. */
+export interface NativeFamily {
+  /** The preset: "sd15", "tiny". */
+  name: string;
+  /** For messages: "SD 1.x". */
+  label: string;
+  /** Channels of UNet latents (4 for SD 1.x). */
+  latentChannels: number;
+  /** Input channels of the UNet: latentChannels, plus any concatenated conditioning (inpainting). */
+  unetInChannels: number;
+  /** UNet latents = latentScale * VAE latents (0.18215 for SD 1.x). */
+  latentScale: number;
+  prediction: 'epsilon' | 'v';
+  /** Image pixels per latent cell along each side (8). */
+  vaeScaleFactor: number;
+  /** Training resolution in pixels (512 for SD 1.x). */
+  defaultSize: number;
+  /** Width of the cross-attention context the UNet takes. */
+  contextDim: number;
+  textEncoders: TextEncoderSpec[];
+}
+
+export interface ModelInfo {
+  /** The preset name (= family.name). */
+  config: string;
+  dtype: DType;
+  unetDevice: string;
+  textEncoderDevice: string;
+  vaeDevice: string;
+  vaeDtype: DType;
+  family: NativeFamily;
+}
+
+export type Component = 'textEncoder' | 'unet' | 'vae';
+
+/** What the UNet is conditioned on besides x and t (one object: new inputs need no new signature). */
+export interface NativeConditioning {
+  /** [B, tokens, contextDim] cross-attention context. */
+  context: NativeTensor;
+  /** [B, unetInChannels - latentChannels, h, w], joined to x along channels (inpainting). */
+  concat?: NativeTensor;
+  /** [B, admIn] vector conditioning (SDXL); refused by families without it. */
+  y?: NativeTensor;
+}
+
+export interface NativeModel {
+  info(): ModelInfo;
+  encodeText(o: { ids: NativeTensor }): Promise<NativeTensor>;
+  unet(o: { x: NativeTensor; t: NativeTensor } & NativeConditioning): Promise<NativeTensor>;
+  vaeEncode(o: { images: NativeTensor; tile?: number }): Promise<NativeTensor>;
+  vaeDecode(o: { latents: NativeTensor; tile?: number }): Promise<NativeTensor>;
+  moveTo(o: { component: Component; device: string; dtype?: DType }): Promise<void>;
+  dispose(): void;
+}
+
+export interface SystemInfo {
+  /** The libtorch that is loaded. */
+  torchVersion: string;
+  /** The libtorch the binary was built against (the addon refuses any other). */
+  builtForTorch: string;
+  cudaAvailable: boolean;
+  cudaDevices: number;
+  threads: number;
+}
+
+export interface Binding {
+  NativeTensor: NativeTensorClass & (new (..._: never[]) => NativeTensor);
+  NativeGenerator: new (seed: number | bigint) => NativeGenerator;
+  loadModel(o: { path: string; device: string; dtype: DType }): Promise<NativeModel>;
+  /** headerOnly: format and metadata, no tensors (a .ckpt's pickle is not read). */
+  loadTensors(o: { path: string; headerOnly?: boolean }): Promise<{ tensors: Array<[string, NativeTensor]>; metadata: Record<string, string>; format: string }>;
+  saveTensors(o: { path: string; tensors: Record<string, NativeTensor>; metadata?: Record<string, string>; overwrite?: boolean }): Promise<void>;
+  systemInfo(): SystemInfo;
+  inspectFile(o: { path: string }): Promise<{ format: string; family: string; tensors: Array<{ name: string; dtype: DType; numel: number }> }>;
+  presetManifest(o: { preset: 'sd15' | 'tiny' }): Array<[string, number[]]>;
+}

@@ -1,0 +1,98 @@
+// Typed readers of the ONE options object each native call takes (sharp's AttrAs style). JS has
+// validated the options already; these only copy them into C++ values, and a wrong type is a
+// TypeError naming the call and the field.
+#pragma once
+#include <napi.h>
+#include <torch/torch.h>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "addon/tensor.h"
+
+namespace sdtorch::addon {
+
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* call) : env_(info.Env()), call_(call) {
+    if (info.Length() != 1 || !info[0].IsObject() || info[0].IsArray())
+      throw Napi::TypeError::New(env_, call_ + "(options): pass one options object");
+    obj_ = info[0].As<Napi::Object>();
+  }
+
+  bool has(const char* key) const {
+    auto v = obj_.Get(key);
+    return !v.IsUndefined() && !v.IsNull();
+  }
+
+  std::string string(const char* key) const {
+    auto v = get(key);
+    if (!v.IsString()) fail(key, "a string");
+    return v.As<Napi::String>();
+  }
+  std::string string(const char* key, const std::string& fallback) const { return has(key) ? string(key) : fallback; }
+
+  int64_t integer(const char* key, int64_t fallback) const {
+    if (!has(key)) return fallback;
+    auto v = get(key);
+    if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue())) fail(key, "a number");
+    return v.As<Napi::Number>().Int64Value();
+  }
+
+  bool boolean(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    auto v = get(key);
+    if (!v.IsBoolean()) fail(key, "a boolean");
+    return v.As<Napi::Boolean>().Value();
+  }
+
+  at::Tensor tensor(const char* key) const { return TensorWrap::unwrap(get(key), (call_ + "(): " + key).c_str()); }
+  std::optional<at::Tensor> optional_tensor(const char* key) const {
+    if (!has(key)) return std::nullopt;
+    return tensor(key);
+  }
+
+  at::Device device(const char* key) const { return parse_device(string(key)); }
+  at::ScalarType dtype(const char* key) const { return parse_dtype(string(key)); }
+  std::optional<at::ScalarType> optional_dtype(const char* key) const {
+    if (!has(key)) return std::nullopt;
+    return dtype(key);
+  }
+
+  // A plain object of strings (e.g. safetensors metadata); other values are converted with String().
+  std::map<std::string, std::string> strings(const char* key) const {
+    std::map<std::string, std::string> out;
+    if (!has(key)) return out;
+    auto v = get(key);
+    if (!v.IsObject()) fail(key, "an object of strings");
+    auto o = v.As<Napi::Object>();
+    auto keys = o.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      std::string k = keys.Get(i).As<Napi::String>();
+      out[k] = o.Get(k).ToString().Utf8Value();
+    }
+    return out;
+  }
+
+  Napi::Object object(const char* key) const {
+    auto v = get(key);
+    if (!v.IsObject()) fail(key, "an object");
+    return v.As<Napi::Object>();
+  }
+
+ private:
+  Napi::Value get(const char* key) const {
+    auto v = obj_.Get(key);
+    if (v.IsUndefined()) throw Napi::TypeError::New(env_, call_ + "(): '" + key + "' is required");
+    return v;
+  }
+  [[noreturn]] void fail(const char* key, const char* type) const {
+    throw Napi::TypeError::New(env_, call_ + "(): '" + key + "' must be " + type);
+  }
+  Napi::Env env_;
+  std::string call_;
+  Napi::Object obj_;
+};
+
+}  // namespace sdtorch::addon

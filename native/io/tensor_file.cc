@@ -1,0 +1,35 @@
+#include "io/tensor_file.h"
+
+#include <stdexcept>
+
+#include "io/ckpt.h"
+#include "io/safetensors.h"
+
+namespace sdtorch {
+
+// A CPU tensor over bytes of the map; the deleter keeps the map alive as long as any view is.
+at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at::IntArrayRef shape, at::ScalarType dtype) {
+  void* ptr = const_cast<uint8_t*>(file->data + offset);
+  return torch::from_blob(ptr, shape, [file](void*) {}, at::TensorOptions().dtype(dtype));
+}
+
+[[noreturn]] void damaged(const std::string& path, const std::string& why) {
+  throw std::runtime_error("'" + path + "' is damaged: " + why + ". Download or copy it again.");
+}
+
+TensorFile load_tensor_file(const std::string& path, bool header_only) {
+  auto file = MappedFile::open(path);
+  const char* supported = "expected .safetensors or a PyTorch zip checkpoint (.ckpt/.pt/.pth)";
+  if (file->size < 8)
+    throw std::runtime_error("'" + path + "' is not a supported checkpoint: it is only " + std::to_string(file->size) +
+                             " bytes long; " + supported);
+  const uint8_t* d = file->data;
+  if (d[0] == 'P' && d[1] == 'K' && d[2] == 3 && d[3] == 4) return header_only ? TensorFile{{}, {}, "ckpt"} : read_ckpt(file);
+  if (file->size > 9 && d[8] == '{') return read_safetensors(file, header_only);
+  if (d[0] == 0x80 && d[1] <= 5)
+    throw std::runtime_error("'" + path + "' is a legacy (pre-zip) PyTorch pickle, which is not supported; " +
+                             "re-save it with a current torch.save or convert it to .safetensors");
+  throw std::runtime_error("'" + path + "' is not a supported checkpoint: " + supported);
+}
+
+}  // namespace sdtorch
