@@ -19,7 +19,7 @@ const USAGE = `Usage:
       --cfg X              guidance scale (default 7.5)
       --sampler NAME       ${samplerNames.join(', ')} or an A1111 name (default euler_a)
       --schedule S         default | karras
-      --seed N             (default: random; printed)
+      --seed N             0 to 2^64-1; -1 or none: random (printed)
       --width W --height H multiples of 8 (default 512)
       --batch N            images per prompt (default 1)
       --init-image FILE --strength X   img2img (strength default 0.8)
@@ -47,41 +47,74 @@ function progressBar(p: Progress): void {
 const number = (v: string | undefined, name: string): number | undefined => {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${v}'`);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${v}'`);
   return n;
 };
 
+const count = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`--${name} must be a whole number of 1 or more, got '${v}'`);
+  return Number(v);
+};
+
+const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
+
+/**
+ * parseArgs reads "--seed -1" as two options; a value that looks like a negative number is glued
+ * to its option ("--seed=-1") so that it reaches the option's own check.
+ */
+function glueNegatives(args: string[], valued: Set<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const next = args[i + 1];
+    if (valued.has(a) && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
+const GENERATE_OPTIONS = {
+  negative: { type: 'string' }, steps: { type: 'string' }, cfg: { type: 'string' }, sampler: { type: 'string' },
+  schedule: { type: 'string' }, seed: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' },
+  batch: { type: 'string' }, 'init-image': { type: 'string' }, strength: { type: 'string' }, weights: { type: 'string' },
+  out: { type: 'string' }, overwrite: { type: 'boolean' }, device: { type: 'string' }, dtype: { type: 'string' },
+} as const;
+
 async function generate(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      negative: { type: 'string' }, steps: { type: 'string' }, cfg: { type: 'string' }, sampler: { type: 'string' },
-      schedule: { type: 'string' }, seed: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' },
-      batch: { type: 'string' }, 'init-image': { type: 'string' }, strength: { type: 'string' }, weights: { type: 'string' },
-      out: { type: 'string' }, overwrite: { type: 'boolean' }, device: { type: 'string' }, dtype: { type: 'string' },
-    },
-  });
+  const valued = new Set(Object.entries(GENERATE_OPTIONS).filter(([, o]) => o.type === 'string').map(([k]) => `--${k}`));
+  const { values, positionals } = parseArgs({ args: glueNegatives(args, valued), allowPositionals: true, options: GENERATE_OPTIONS });
   const prompt = positionals.join(' ');
   if (!prompt) throw new Error('generate needs a prompt: sdtorch generate "a photo of a cat"');
+  if (values.strength !== undefined && values['init-image'] === undefined)
+    throw new Error('--strength applies to img2img only: add --init-image FILE, or leave --strength out');
+  if (values.dtype !== undefined && !(DTYPES as readonly string[]).includes(values.dtype))
+    throw new Error(`--dtype must be one of ${DTYPES.join(', ')}, got '${values.dtype}'`);
+  if (values.seed !== undefined && !/^(-1|\d+)$/.test(values.seed))
+    throw new Error(`--seed must be a whole number from 0 to 2^64 - 1, or -1 for a random one, got '${values.seed}'`);
+  const steps = count(values.steps, 'steps');
+  const batchSize = count(values.batch, 'batch');
+  const width = count(values.width, 'width');
+  const height = count(values.height, 'height');
   const weights = await resolveWeights({
     weights: values.weights,
     onProgress: (done: number, total: number) => process.stderr.write(`\rdownloading weights: ${(done / 2 ** 20).toFixed(0)}/${(total / 2 ** 20).toFixed(0)} MiB`),
   });
-  const dtype = values.dtype as 'float32' | 'float16' | 'bfloat16' | undefined;
+  const dtype = values.dtype as (typeof DTYPES)[number] | undefined;
   const pipe = await loadPipeline(weights, { device: values.device ?? 'auto', ...(dtype ? { dtype } : {}) });
-  const seed = values.seed === undefined ? undefined : BigInt(values.seed);
   const res = await pipe.generate({
     prompt,
     negativePrompt: values.negative ?? '',
-    steps: number(values.steps, 'steps'),
+    steps,
     cfgScale: number(values.cfg, 'cfg'),
     sampler: values.sampler,
     schedule: values.schedule as 'default' | 'karras' | undefined,
-    seed: seed !== undefined && seed <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(seed) : seed,
-    width: number(values.width, 'width'),
-    height: number(values.height, 'height'),
-    batchSize: number(values.batch, 'batch'),
+    seed: values.seed,
+    width,
+    height,
+    batchSize,
     image: values['init-image'],
     strength: number(values.strength, 'strength'),
     onProgress: progressBar,

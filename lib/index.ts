@@ -12,6 +12,8 @@ export type { GenerateOptions, Progress } from './generate/options';
 export type { Family } from './models/family';
 export type { Conditioning } from './models/networks';
 export { samplerNames } from './sampling/registry';
+export { infotextOptions as parseInfotext } from './image/infotext';
+export type { InfotextOptions } from './image/infotext';
 export { preloadModelsFromStandardWeights, generate } from './compat';
 export type { StandardModels, SeedGenerateArgs } from './compat';
 

@@ -2,6 +2,7 @@
 // in place. Memory is freed by dispose() or by the garbage collector.
 import type { DType, NativeTensor } from './native/binding';
 import { native } from './native/load';
+import { checkSeed } from './util/seed';
 
 export type { DType };
 export type TypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array | Int16Array | Int8Array;
@@ -140,9 +141,10 @@ export class Tensor {
 export class Generator {
   private readonly g;
   readonly seed: number | bigint;
+  /** seed: an integer in [0, 2^64): a number up to 2^53 - 1, else a BigInt (TypeError otherwise). */
   constructor(seed: number | bigint) {
-    this.seed = seed;
-    this.g = new (native().NativeGenerator)(seed);
+    this.seed = checkSeed(seed);
+    this.g = new (native().NativeGenerator)(this.seed);
   }
   /** Standard normal float32 CPU tensor, drawn as torch.randn(shape, generator=g). */
   randn(shape: number[]): Tensor {

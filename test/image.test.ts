@@ -114,7 +114,7 @@ describe('image', () => {
       assert.deepEqual(p.data.slice(0, 24), [10, 20, 30, 200, 100, 50, 1, 2, 3, 255, 0, 255, 10, 20, 30, 200, 100, 50, 1, 2, 3, 255, 0, 255]);
     });
 
-    it('grey and grey+alpha become three equal channels; 16-bit samples keep their high byte', async () => {
+    it('grey and grey+alpha become three equal channels; 16-bit samples keep their high byte, 16-bit grey clips', async () => {
       const width = 8, height = 8;
       const grey = Array.from(bytes(64, 3));
       const grey16 = grey.map((v, i) => v * 256 + ((i * 37) % 256));
@@ -122,7 +122,8 @@ describe('image', () => {
       const cases: [string, Buffer, number[]][] = [
         ['grey 8', makePng(width, height, 0, 8, grey), grey.flatMap((v) => [v, v, v])],
         ['grey+alpha 8', makePng(width, height, 4, 8, grey.flatMap((v) => [v, 255 - v])), grey.flatMap((v) => [v, v, v])],
-        ['grey 16', makePng(width, height, 0, 16, grey16), grey.flatMap((v) => [v, v, v])],
+        // PIL opens 16-bit grey as "I;16"; convert("RGB") clips it to 255 (32768 -> 255, 200 -> 200)
+        ['grey 16', makePng(width, height, 0, 16, grey16), grey16.flatMap((v) => [Math.min(v, 255), Math.min(v, 255), Math.min(v, 255)])],
         ['grey+alpha 16', makePng(width, height, 4, 16, grey16.flatMap((v) => [v, 0])), grey.flatMap((v) => [v, v, v])],
         ['RGB 16', makePng(width, height, 2, 16, rgb16), rgb16.map((v) => v >> 8)],
         ['RGBA 16', makePng(width, height, 6, 16, rgb16.flatMap((v, i) => (i % 3 === 2 ? [v, 1234] : [v]))), rgb16.map((v) => v >> 8)],
@@ -132,6 +133,33 @@ describe('image', () => {
         assert.deepEqual(t.shape, [1, 3, height, width], name);
         assert.deepEqual(pixels(t).data, want, name);
       }
+    });
+
+    it('16-bit, low-bit, palette and tRNS PNGs equal PIL (load_image -> convert("RGB"))', async function () {
+      if (!hasPil) this.skip();
+      const w = 8, h = 8;
+      const vals = Array.from({ length: w * h }, (_, i) => [0, 200, 255, 256, 32768, 65535, 300, 1][i % 8]!);
+      const trnsGrey = (v: number) => { const b = Buffer.alloc(2); b.writeUInt16BE(v); return pngChunk('tRNS', b); };
+      const files: Record<string, Buffer> = {
+        'g16.png': makePng(w, h, 0, 16, vals),
+        'g16-trns.png': makePng(w, h, 0, 16, vals, [trnsGrey(300)]),
+        'ga16.png': makePng(w, h, 4, 16, vals.flatMap((v) => [v, 40000])),
+        'rgb16.png': makePng(w, h, 2, 16, vals.flatMap((v, i) => [v, vals[(i + 1) % vals.length]!, vals[(i + 3) % vals.length]!])),
+        'rgba16.png': makePng(w, h, 6, 16, vals.flatMap((v, i) => [v, vals[(i + 2) % vals.length]!, 7, 30000])),
+        'g8-trns.png': makePng(w, h, 0, 8, vals.map((v) => v & 255), [trnsGrey(200)]),
+      };
+      for (const [name, buf] of Object.entries(files)) fs.writeFileSync(path.join(tmp.dir, name), buf);
+      const want = JSON.parse(python(`
+import sys, json, base64, numpy as np
+from PIL import Image
+print(json.dumps({n: base64.b64encode(np.asarray(Image.open(sys.argv[1] + '/' + n).convert('RGB'), dtype=np.uint8).tobytes()).decode() for n in json.loads(sys.argv[2])}))`,
+      [tmp.dir, JSON.stringify(Object.keys(files))])) as Record<string, string>;
+      for (const name of Object.keys(files)) {
+        const ours = Buffer.from(pixels(await loadImage(path.join(tmp.dir, name))).data);
+        assert.ok(ours.equals(Buffer.from(want[name]!, 'base64')), `${name}: pixels differ from PIL`);
+      }
+      // the same bytes from a Buffer instead of a path
+      assert.ok(Buffer.from(pixels(await loadImage(files['g16.png']!)).data).equals(Buffer.from(want['g16.png']!, 'base64')));
     });
 
     it('a palette PNG with transparency gives its palette colours', async () => {

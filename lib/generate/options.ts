@@ -1,7 +1,8 @@
 // generate() options: their types, defaults and validation. A whole job is resolved and checked
 // here, once, before any work starts (the sampler, its schedule and steps included).
 import { resolveSampler, type ResolvedSampler } from '../sampling/registry';
-import type { Tensor } from '../tensor';
+import { Tensor } from '../tensor';
+import { resolveSeed } from '../util/seed';
 
 export interface Progress {
   step: number;
@@ -20,8 +21,11 @@ export interface GenerateOptions {
   /** A sampler name (see samplerNames) or an A1111 display name such as "DPM++ 2M Karras". */
   sampler?: string;
   schedule?: 'default' | 'karras';
-  /** Same seed, same image. A random one is drawn when omitted (and returned). */
-  seed?: number | bigint;
+  /**
+   * Same seed, same image: an integer in [0, 2^64) as a number (up to 2^53 - 1), BigInt or decimal
+   * string. Omitted or -1: a random one is drawn (and returned). Other negative seeds are refused.
+   */
+  seed?: number | bigint | string;
   width?: number;
   height?: number;
   /** Images per prompt. */
@@ -60,38 +64,87 @@ export interface ResolvedOptions {
   strength: number;
 }
 
-function fail(msg: string): never {
-  throw new RangeError(`generate(): ${msg}`);
+/** Limits that keep one call from exhausting memory before any check of the engine could. */
+export const LIMITS = {
+  /** Images in one call: prompts × batchSize. */
+  images: 64,
+  /** Pixels on a side. */
+  side: 8192,
+  /** Pixels in one call: width × height × images (64 megapixels). */
+  pixels: 2 ** 26,
+} as const;
+
+function fail(msg: string, type: ErrorConstructor = RangeError): never {
+  throw new type(`generate(): ${msg}`);
 }
 
-const positiveInt = (v: number, name: string) => {
-  if (!Number.isInteger(v) || v < 1) fail(`${name} must be a positive integer, got ${v}`);
+const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : typeof v === 'bigint' ? `${v}n` : typeof v === 'object' && v !== null ? Object.prototype.toString.call(v) : String(v));
+
+const positiveInt = (v: unknown, name: string, max: number) => {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(`${name} must be a positive integer, got ${show(v)}`);
+  if (v > max) fail(`${name} must be at most ${max}, got ${v}`);
   return v;
 };
 
-const dimension = (v: number | undefined, name: string) => {
+const dimension = (v: unknown, name: string) => {
   if (v === undefined) return undefined;
-  if (!Number.isInteger(v) || v < 8 || v % 8 !== 0) fail(`${name} must be a positive multiple of 8, got ${v} (try ${Math.max(8, Math.round(v / 8) * 8)})`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 8 || v % 8 !== 0)
+    fail(`${name} must be a positive multiple of 8, got ${show(v)}${typeof v === 'number' && Number.isFinite(v) ? ` (try ${Math.max(8, Math.round(v / 8) * 8)})` : ''}`);
+  if (v > LIMITS.side) fail(`${name} must be at most ${LIMITS.side} pixels, got ${v}`);
   return v;
 };
 
+const strings = (v: unknown, name: string): string[] => {
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.length === 0 || list.some((p) => typeof p !== 'string')) fail(`${name} must be a string or a non-empty array of strings`, TypeError);
+  return list as string[];
+};
+
+function optionalType(o: GenerateOptions, key: keyof GenerateOptions, ok: (v: unknown) => boolean, what: string): void {
+  if (o[key] !== undefined && !ok(o[key])) fail(`${key} must be ${what}, got ${show(o[key])}`, TypeError);
+}
+
+/** The pixel budget of one call (sizes that come from an init image or the family's default too). */
+export function checkSize({ width, height }: { width: number; height: number }, images: number): void {
+  if (width > LIMITS.side || height > LIMITS.side) fail(`the image is ${width}x${height}; at most ${LIMITS.side} pixels on a side`);
+  if (width * height * images > LIMITS.pixels)
+    fail(`${images} images of ${width}x${height} are ${((width * height * images) / 2 ** 20).toFixed(0)} megapixels; at most ${LIMITS.pixels / 2 ** 20} in one call`);
+}
+
+/** Resolves defaults and checks every option of a job, before any work. Errors say what to pass. */
 export function resolveOptions(o: GenerateOptions): ResolvedOptions {
-  const prompts = typeof o.prompt === 'string' ? [o.prompt] : o.prompt;
-  if (!Array.isArray(prompts) || prompts.length === 0 || prompts.some((p) => typeof p !== 'string'))
-    fail('prompt must be a string or a non-empty array of strings');
+  if (typeof o !== 'object' || o === null) fail(`takes an options object ({ prompt, ... }), got ${show(o)}`, TypeError);
+  const prompts = strings(o.prompt, 'prompt');
   const neg = o.negativePrompt ?? '';
-  const negatives = typeof neg === 'string' ? prompts.map(() => neg) : neg;
+  const negatives = typeof neg === 'string' ? prompts.map(() => neg) : strings(neg, 'negativePrompt');
   if (negatives.length !== prompts.length) fail(`negativePrompt has ${negatives.length} entries for ${prompts.length} prompts`);
   const cfgScale = o.cfgScale ?? 7.5;
-  if (!Number.isFinite(cfgScale)) fail(`cfgScale must be a number, got ${cfgScale}`);
+  if (typeof cfgScale !== 'number' || !Number.isFinite(cfgScale)) fail(`cfgScale must be a number, got ${show(cfgScale)}`);
   const strength = o.strength ?? 0.8;
-  if (!(strength > 0 && strength <= 1)) fail(`strength must be in (0, 1], got ${strength}`);
-  const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
-  if (typeof seed === 'number' && (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER))
-    fail(`seed must be a non-negative integer, got ${seed}`);
-  if (typeof seed === 'bigint' && (seed < 0n || seed >= 2n ** 64n)) fail('seed must be in [0, 2^64)');
+  if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) fail(`strength must be in (0, 1], got ${show(strength)}`);
+  let seed: number | bigint;
+  try {
+    seed = resolveSeed(o.seed);
+  } catch (e) {
+    fail((e as Error).message, TypeError);
+  }
+  optionalType(o, 'sampler', (v) => typeof v === 'string', 'a sampler name (a string)');
+  optionalType(o, 'schedule', (v) => typeof v === 'string', "'default' or 'karras'");
+  optionalType(o, 'image', (v) => typeof v === 'string' || v instanceof Uint8Array, 'a file path or the bytes of an image (Buffer)');
+  optionalType(o, 'latents', (v) => v instanceof Tensor, 'a Tensor');
+  optionalType(o, 'onProgress', (v) => typeof v === 'function', 'a function');
+  optionalType(o, 'signal', (v) => v instanceof AbortSignal, 'an AbortSignal');
+  optionalType(o, 'idleDevice', (v) => typeof v === 'string', "a device name such as 'cpu'");
+  optionalType(o, 'decode', (v) => typeof v === 'boolean', 'true or false');
+  optionalType(o, 'vaeTiling', (v) => typeof v === 'boolean' || v === 'auto', "true, false or 'auto'");
   if (o.image !== undefined && o.latents !== undefined) fail('pass either image (img2img) or latents (txt2img), not both');
-  const steps = positiveInt(o.steps ?? 50, 'steps');
+  const steps = positiveInt(o.steps ?? 50, 'steps', Number.MAX_SAFE_INTEGER);
+  const batchSize = positiveInt(o.batchSize ?? 1, 'batchSize', LIMITS.images);
+  const images = prompts.length * batchSize;
+  if (images > LIMITS.images) fail(`${prompts.length} prompts × batchSize ${batchSize} = ${images} images; at most ${LIMITS.images} in one call`);
+  const width = dimension(o.width, 'width');
+  const height = dimension(o.height, 'height');
+  if (width !== undefined && height !== undefined) checkSize({ width, height }, images);
   let sampler: ResolvedSampler;
   try {
     sampler = resolveSampler(o.sampler ?? 'euler_a', o.schedule, steps, o.image !== undefined ? strength : undefined);
@@ -99,16 +152,5 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
     const err = e as Error;
     throw Object.assign(new (err.constructor as ErrorConstructor)(`generate(): ${err.message}`), { cause: e });
   }
-  return {
-    prompts,
-    negatives,
-    steps,
-    cfgScale,
-    sampler,
-    seed,
-    width: dimension(o.width, 'width'),
-    height: dimension(o.height, 'height'),
-    batchSize: positiveInt(o.batchSize ?? 1, 'batchSize'),
-    strength,
-  };
+  return { prompts, negatives, steps, cfgScale, sampler, seed, width, height, batchSize, strength };
 }

@@ -14,7 +14,7 @@ import type { SamplerOptions } from '../sampling/registry';
 import { Generator, Tensor } from '../tensor';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
 import { img2imgStart, txt2imgStart, type Size } from './latents';
-import { resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
+import { checkSize, resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
 import { progressReporter } from './progress';
 
 /**
@@ -31,6 +31,21 @@ function tiling(mode: boolean | 'auto' | undefined, width: number, height: numbe
   return mode === 'auto' || mode === undefined ? Math.max(width, height) > AUTO_TILE_ABOVE : mode;
 }
 
+/**
+ * Prompts are cut to the text encoder's window (75 tokens + start/end) as diffusers cuts them;
+ * say so rather than drop words silently. Node prints the warning once per process and code.
+ */
+function warnTruncated(tokenizer: Tokenizer, prompts: string[], window: number): void {
+  for (const p of new Set(prompts)) {
+    const n = tokenizer.bpe.tokenize(p).length;
+    if (n > window)
+      process.emitWarning(`prompt "${p.length > 60 ? `${p.slice(0, 57)}...` : p}" is ${n} tokens; only the first ${window} are used`, {
+        code: 'SDTORCH_PROMPT_TRUNCATED',
+        detail: 'Shorten the prompt: words past the limit have no effect.',
+      });
+  }
+}
+
 export interface GenerateResult {
   /** PNGs with A1111 "parameters" infotext (empty when decode is false). */
   images: Buffer[];
@@ -39,6 +54,9 @@ export interface GenerateResult {
   seed: number | bigint;
   infotexts: string[];
 }
+
+/** The dtypes networks compute in. */
+const WEIGHT_DTYPES: readonly string[] = ['float32', 'float16', 'bfloat16'];
 
 export interface LoadOptions {
   /** 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available). Default 'auto'. */
@@ -110,6 +128,7 @@ export class Pipeline {
       }
     };
 
+    warnTruncated(this.tokenizer, [...o.prompts, ...(o.cfgScale > 1 ? o.negatives : [])], this.family.textEncoders[0]!.maxTokens - 2);
     // Prompts: each repeated batchSize times, in diffusers' order (p0, p0, p1, p1, ...).
     const repeat = (xs: string[]) => xs.flatMap((x) => Array<string>(o.batchSize).fill(x));
     const guided = o.cfgScale > 1;
@@ -125,12 +144,14 @@ export class Pipeline {
     if (options.image !== undefined) {
       const image = await loadImage(options.image, o.width && o.height ? { width: o.width, height: o.height } : undefined);
       size = { height: image.shape[2]!, width: image.shape[3]! };
+      checkSize(size, batch);
       opts.strength = o.strength;
       const tile = tiling(options.vaeTiling, size.width, size.height) ? TILE_PIXELS : 0;
       const moments = await stage(this.vae, () => this.vae.encode(image, { tile }));
       x = img2imgStart(this.family, sampler, opts, generator, this.device, batch, moments);
     } else {
       size = { width: o.width ?? this.family.defaultSize, height: o.height ?? this.family.defaultSize };
+      checkSize(size, batch);
       x = txt2imgStart(this.family, sampler, opts, generator, this.device, batch, size, options.latents);
     }
 
@@ -190,6 +211,10 @@ export class Pipeline {
 
 /** Loads an SD 1.x single-file checkpoint (.safetensors or .ckpt). */
 export async function loadPipeline(file: string, options: LoadOptions = {}): Promise<Pipeline> {
+  if (typeof file !== 'string') throw new TypeError(`loadPipeline(): the path must be a string, got ${typeof file}`);
+  if (options.device !== undefined && typeof options.device !== 'string') throw new TypeError("loadPipeline(): device must be 'cpu', 'cuda', 'cuda:N' or 'auto'");
+  if (options.dtype !== undefined && !WEIGHT_DTYPES.includes(options.dtype))
+    throw new TypeError(`loadPipeline(): unknown dtype '${String(options.dtype)}'; use ${WEIGHT_DTYPES.join(', ')}`);
   const device = resolveDevice(options.device);
   const dtype = options.dtype ?? (device.startsWith('cuda') ? 'float16' : 'float32');
   const model = await native().loadModel({ path: path.resolve(file), device, dtype });

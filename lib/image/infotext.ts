@@ -87,7 +87,8 @@ export function parseInfotext(text: string): ParsedInfotext {
   const params: Record<string, string> = {};
   for (const [, key, value] of last.matchAll(PARAM)) {
     if (key === undefined || value === undefined || key === '__proto__') continue;
-    params[key] = unquote(value);
+    const v = unquote(value.trim());
+    if (v !== '') params[key] = v; // A1111 drops keys with no value ("Operations: , ")
   }
   return { prompt, negativePrompt, params };
 }
@@ -100,4 +101,48 @@ function unquote(v: string): string {
   } catch {
     return v;
   }
+}
+
+/** What an infotext says, as generate() options (the "key: value" pairs A1111 writes, typed). */
+export interface InfotextOptions {
+  prompt: string;
+  negativePrompt: string;
+  steps?: number;
+  /** The A1111 display name, e.g. "DPM++ 2M Karras" (generate() accepts it as is). */
+  sampler?: string;
+  cfgScale?: number;
+  /** A number, or a decimal string when above 2^53 - 1 (generate() takes both exactly). */
+  seed?: number | string;
+  width?: number;
+  height?: number;
+  /** img2img's "Denoising strength". */
+  strength?: number;
+  /** Every "key: value" pair, unparsed (Model, Model hash, Lora hashes, ...). */
+  params: Record<string, string>;
+}
+
+const num = (v: string | undefined): number | undefined => (v !== undefined && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined);
+
+/**
+ * Reads an A1111 infotext (a PNG's "parameters") into generate() options: prompt, negative prompt,
+ * Steps, Sampler (with A1111's separate "Schedule type" folded in: "DPM++ 2M" + "Karras"), CFG
+ * scale, Seed, Size, Denoising strength. Fields it cannot read are left out; all are in `params`.
+ */
+export function infotextOptions(text: string): InfotextOptions {
+  const { prompt, negativePrompt, params } = parseInfotext(text);
+  const out: InfotextOptions = { prompt, negativePrompt, params };
+  const size = /^(\d+)x(\d+)$/.exec(params['Size'] ?? '');
+  const seed = params['Seed'];
+  const schedule = params['Schedule type'];
+  const fields: Partial<InfotextOptions> = {
+    steps: num(params['Steps']),
+    sampler: params['Sampler'] && schedule && schedule !== 'Automatic' ? `${params['Sampler']} ${schedule}` : params['Sampler'],
+    cfgScale: num(params['CFG scale']),
+    seed: seed !== undefined && /^\d+$/.test(seed) ? (Number(seed) <= Number.MAX_SAFE_INTEGER ? Number(seed) : seed) : undefined,
+    width: size ? Number(size[1]) : undefined,
+    height: size ? Number(size[2]) : undefined,
+    strength: num(params['Denoising strength']),
+  };
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) Object.assign(out, { [k]: v });
+  return out;
 }

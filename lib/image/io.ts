@@ -1,5 +1,6 @@
 // Image files <-> [-1, 1] tensors, as diffusers' VaeImageProcessor makes them (sharp decodes).
-import sharp from 'sharp';
+import { open } from 'node:fs/promises';
+import sharp, { type Metadata } from 'sharp';
 import { Tensor } from '../tensor';
 import { roundHalfEven } from '../util/round';
 import { resizeLanczos } from './lanczos';
@@ -26,7 +27,8 @@ export interface Size {
  * - pixels as `load_image` gives them: EXIF orientation applied (`ImageOps.exif_transpose`), then
  *   PIL's `convert("RGB")`: alpha is dropped, not composited; grey is repeated into R, G and B;
  *   embedded ICC profiles are ignored; CMYK uses PIL's naive formula; 16-bit samples keep their
- *   high byte (value >> 8) as PIL does for RGB(A) and LA, though PIL clips 16-bit grey to 255;
+ *   high byte (value >> 8) as PIL does for RGB(A) and grey+alpha, and 16-bit grey without alpha is
+ *   clipped to 255 as PIL's "I;16" -> RGB does (32768 -> 255, 200 -> 200);
  * - without `size`, width and height are rounded down to multiples of 8 (`get_default_height_width`)
  *   and, if that changed them, resized with PIL's Lanczos; with `size`, resized to it;
  * - values `x / 255 * 2 - 1` in float32, as `normalize(pil_to_numpy(image))`.
@@ -48,7 +50,17 @@ const isMultipleOf8 = (n: number) => Number.isInteger(n) && n > 0 && n % 8 === 0
 async function decodeRgb(input: string | Buffer): Promise<RgbImage> {
   try {
     const options = { autoOrient: true, ignoreIcc: true } as const;
-    if ((await sharp(input).metadata()).space === 'cmyk') {
+    const meta = await sharp(input).metadata();
+    if (meta.space === 'grey16' && !(await hasAlphaChannel(input, meta))) {
+      // PIL opens 16-bit grey as mode "I;16" and converts it to RGB by clipping each value to 255
+      // (not by keeping the high byte, as it does for 16-bit RGB(A) and grey+alpha).
+      const { data, info } = await sharp(input, options).toColourspace('grey16').extractChannel(0).raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+      const grey = new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2);
+      const rgb = new Uint8Array(grey.length * 3);
+      for (let i = 0; i < grey.length; i++) rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = Math.min(grey[i]!, 255);
+      return { data: rgb, width: info.width, height: info.height };
+    }
+    if (meta.space === 'cmyk') {
       const { data, info } = await sharp(input, options).pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
       return { data: cmykToRgb(data, info.channels), width: info.width, height: info.height };
     }
@@ -63,6 +75,25 @@ async function decodeRgb(input: string | Buffer): Promise<RgbImage> {
     const what = typeof input === 'string' ? input : 'image buffer';
     throw new Error(`cannot read ${what}: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/**
+ * Whether an image stores an alpha channel. A PNG's colour type says it (4 and 6 do; a tRNS chunk
+ * on a grey image, which libvips reports as alpha, is not one for PIL); other formats: as sharp says.
+ */
+async function hasAlphaChannel(input: string | Buffer, meta: Metadata): Promise<boolean> {
+  if (meta.format !== 'png') return meta.channels === 2 || meta.channels === 4;
+  let head: Uint8Array = typeof input === 'string' ? Buffer.alloc(0) : input;
+  if (typeof input === 'string') {
+    const fh = await open(input, 'r');
+    try {
+      head = (await fh.read(Buffer.alloc(26), 0, 26, 0)).buffer;
+    } finally {
+      await fh.close();
+    }
+  }
+  const colourType = head[25]; // IHDR: signature 8, length 4, type 4, width 4, height 4, depth 1, colour type 1
+  return colourType === 4 || colourType === 6;
 }
 
 /** PIL's naive CMYK -> RGB (Convert.c cmyk2rgb), not sharp's ICC transform. */

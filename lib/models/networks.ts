@@ -1,5 +1,5 @@
 // Typed facades of the networks of a loaded checkpoint: each forward is a Promise.
-import type { Component, DType, NativeModel } from '../native/binding';
+import type { Component, DType, NativeModel, NativeTensor } from '../native/binding';
 import { Tensor } from '../tensor';
 import type { CLIPTokenizer } from '../text/clip-tokenizer';
 
@@ -12,6 +12,9 @@ export class Tokenizer {
     return Tensor.from(flat, [rows.length, rows[0]?.length ?? 77], 'int64');
   }
 }
+
+/** The native handle of a Tensor; anything else goes to the addon as is (undefined as null), which names what it needed. */
+const handle = (t: unknown): NativeTensor => (t instanceof Tensor ? t.handle : ((t ?? null) as NativeTensor));
 
 abstract class Network {
   constructor(protected readonly model: NativeModel, private readonly component: Component) {}
@@ -27,7 +30,7 @@ export class TextEncoder extends Network {
   }
   /** ids int [B, 77] -> last hidden state [B, 77, width] (768 for SD 1.x). */
   async forward(ids: Tensor): Promise<Tensor> {
-    return new Tensor(await this.model.encodeText({ ids: ids.handle }));
+    return new Tensor(await this.model.encodeText({ ids: handle(ids) }));
   }
 }
 
@@ -50,16 +53,16 @@ export class UNet extends Network {
    * [B,4,h,w] (the noise for an epsilon model), float in the UNet's dtype.
    */
   async forward(x: Tensor, t: Tensor | number, cond: Tensor | Conditioning): Promise<Tensor> {
-    const batch = x.shape[0] ?? 1;
+    const batch = x instanceof Tensor ? (x.shape[0] ?? 1) : 1;
     const tt = typeof t === 'number' ? Tensor.from(new Float32Array(batch).fill(t), [batch]) : t;
-    const c = cond instanceof Tensor ? { context: cond } : cond;
+    const c: Partial<Conditioning> = cond instanceof Tensor ? { context: cond } : (cond ?? {});
     return new Tensor(
       await this.model.unet({
-        x: x.handle,
-        t: tt.handle,
-        context: c.context.handle,
-        ...(c.concat ? { concat: c.concat.handle } : {}),
-        ...(c.y ? { y: c.y.handle } : {}),
+        x: handle(x),
+        t: handle(tt),
+        context: handle(c.context),
+        ...(c.concat !== undefined ? { concat: handle(c.concat) } : {}),
+        ...(c.y !== undefined ? { y: handle(c.y) } : {}),
       }),
     );
   }
@@ -76,10 +79,10 @@ export class VAE extends Network {
   }
   /** images [B,3,H,W] in [-1,1] -> cat(mean, logvar) [B,8,H/8,W/8]. */
   async encode(images: Tensor, options: TileOptions = {}): Promise<Tensor> {
-    return new Tensor(await this.model.vaeEncode({ images: images.handle, tile: options.tile ?? 0 }));
+    return new Tensor(await this.model.vaeEncode({ images: handle(images), tile: options.tile ?? 0 }));
   }
   /** Unscaled latents [B,4,h,w] -> images [B,3,8h,8w], about [-1,1]. */
   async decode(z: Tensor, options: TileOptions = {}): Promise<Tensor> {
-    return new Tensor(await this.model.vaeDecode({ latents: z.handle, tile: options.tile ?? 0 }));
+    return new Tensor(await this.model.vaeDecode({ latents: handle(z), tile: options.tile ?? 0 }));
   }
 }

@@ -107,7 +107,10 @@ Napi::Value ModelWrap::EncodeText(const Napi::CallbackInfo& info) {
     const std::string shape = "[B, " + std::to_string(c.positions) + "]";
     check_rank(ids, 2, "token ids", shape);
     if (ids.size(1) > c.positions) throw std::invalid_argument("token ids must have shape " + shape + " (at most " + std::to_string(c.positions) + " positions)");
-    if (ids.is_floating_point()) throw std::invalid_argument("token ids must be an integer tensor");
+    if (ids.is_floating_point() || ids.scalar_type() == at::kBool) throw std::invalid_argument("token ids must be an integer tensor");
+    if (ids.numel() && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.vocab))
+      throw std::invalid_argument("token ids must be in [0, " + std::to_string(c.vocab) + ") (this text encoder's vocabulary), got " +
+                                  std::to_string(ids.min().item<int64_t>()) + " .. " + std::to_string(ids.max().item<int64_t>()));
     return Task<at::Tensor>::run(
         info.Env(), [=] { return m->clip->forward(prepare(ids, *m->clip, false).to(at::kLong)); },
         [](Napi::Env env, at::Tensor& t) -> Napi::Value { return TensorWrap::wrap(env, t); });

@@ -48,13 +48,21 @@ std::string dtype_string(at::ScalarType t) {
 }
 
 at::Device parse_device(const std::string& name) {
-  if (name == "cuda" && !torch::cuda::is_available())
-    throw std::invalid_argument("device 'cuda' was requested but CUDA is not available (this binary or machine has no usable GPU); use 'cpu'");
+  at::Device device(at::kCPU);
   try {
-    return at::Device(name);
+    device = at::Device(name);
   } catch (const std::exception&) {
     throw std::invalid_argument("unknown device '" + name + "'; use 'cpu', 'cuda' or 'cuda:N'");
   }
+  if (device.is_cpu()) return device;
+  if (!device.is_cuda()) throw std::invalid_argument("unsupported device '" + name + "'; use 'cpu', 'cuda' or 'cuda:N'");
+  if (!torch::cuda::is_available())
+    throw std::invalid_argument("device '" + name + "' was requested but CUDA is not available (this binary or machine has no usable GPU); use 'cpu'");
+  const int64_t count = int64_t(torch::cuda::device_count());
+  if (device.has_index() && device.index() >= count)
+    throw std::invalid_argument("device '" + name + "' does not exist: this machine has " + std::to_string(count) +
+                                " CUDA device(s), 'cuda:0' to 'cuda:" + std::to_string(count - 1) + "'");
+  return device;
 }
 
 std::vector<int64_t> parse_shape(const Napi::Value& v, const char* what) {
