@@ -1,14 +1,10 @@
 // Where sampling starts: txt2img noise, or img2img's noised image latents. Noise is drawn on the
 // CPU generator in diffusers' order and shapes (same seed, same image on every device); latent
 // math runs in float32 on the compute device.
+import type { Size } from '../image/io';
 import type { Family } from '../models/family';
 import type { Sampler, SamplerOptions } from '../sampling/registry';
 import { Tensor, type Generator } from '../tensor';
-
-export interface Size {
-  width: number;
-  height: number;
-}
 
 /** txt2img: unit noise [batch, C, H/f, W/f] (or the caller's `latents`) scaled for the sampler. */
 export function txt2imgStart(

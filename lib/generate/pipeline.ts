@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { encodePng } from '../image/png';
 import { formatInfotext } from '../image/infotext';
-import { loadImage, toImageData } from '../image/io';
+import { loadImage, toImageData, type Size } from '../image/io';
 import { familyOf, type Family } from '../models/family';
 import { modelHash } from '../models/hash';
 import { TextEncoder, Tokenizer, UNet, VAE } from '../models/networks';
@@ -13,7 +13,7 @@ import { guidedEps } from '../sampling/denoiser';
 import type { SamplerOptions } from '../sampling/registry';
 import { Generator, Tensor } from '../tensor';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
-import { img2imgStart, txt2imgStart, type Size } from './latents';
+import { img2imgStart, txt2imgStart } from './latents';
 import { checkSize, resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
 import { progressReporter } from './progress';
 

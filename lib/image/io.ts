@@ -3,20 +3,14 @@ import { open } from 'node:fs/promises';
 import sharp, { type Metadata } from 'sharp';
 import { Tensor } from '../tensor';
 import { roundHalfEven } from '../util/round';
-import { resizeLanczos } from './lanczos';
+import { resizeLanczos, type RgbImage } from './lanczos';
 
-/** 8-bit RGB pixels, row-major HWC (`data.length === width * height * 3`). */
-export interface RgbImage {
-  data: Uint8Array;
-  width: number;
-  height: number;
-}
+export type { RgbImage } from './lanczos';
 
 export interface Size {
   width: number;
   height: number;
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Decoding: what `diffusers.utils.load_image(file)` then `VaeImageProcessor.preprocess` give.

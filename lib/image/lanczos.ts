@@ -1,5 +1,11 @@
 // Pillow's `Image.resize(size, Image.LANCZOS)` for 8-bit RGB, bit for bit.
-import type { RgbImage } from './io';
+
+/** 8-bit RGB pixels, row-major HWC (`data.length === width * height * 3`). */
+export interface RgbImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
 
 // a=3 Lanczos widened by the scale when shrinking, 22-bit fixed-point weights, a horizontal pass
 // rounded to 8 bits, then a vertical pass. (PIL's `reducing_gap` pre-shrink is off in diffusers.)
