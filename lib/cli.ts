@@ -150,10 +150,9 @@ async function info(args: string[]): Promise<void> {
   }
   const f = await native().inspectFile({ path: path.resolve(file) });
   const groups: Record<string, { params: number; dtypes: Set<string> }> = {};
-  const component = (name: string) =>
-    name.startsWith('model.diffusion_model.') ? 'unet' : name.startsWith('first_stage_model.') ? 'vae' : name.startsWith('cond_stage_model.') ? 'text encoder' : 'other';
+  const names = { unet: 'unet', vae: 'vae', textEncoder: 'text encoder', other: 'other' } as const;
   for (const t of f.tensors) {
-    const g = (groups[component(t.name)] ??= { params: 0, dtypes: new Set() });
+    const g = (groups[names[t.component]] ??= { params: 0, dtypes: new Set() });
     g.params += t.numel;
     g.dtypes.add(t.dtype);
   }

@@ -111,6 +111,10 @@ export interface Binding {
   loadTensors(o: { path: string; headerOnly?: boolean }): Promise<{ tensors: Array<[string, NativeTensor]>; metadata: Record<string, string>; format: string }>;
   saveTensors(o: { path: string; tensors: Record<string, NativeTensor>; metadata?: Record<string, string>; overwrite?: boolean }): Promise<void>;
   systemInfo(): SystemInfo;
-  inspectFile(o: { path: string }): Promise<{ format: string; family: string; tensors: Array<{ name: string; dtype: DType; numel: number }> }>;
+  inspectFile(o: { path: string }): Promise<{
+    format: string;
+    family: string;
+    tensors: Array<{ name: string; dtype: DType; numel: number; component: 'unet' | 'vae' | 'textEncoder' | 'other' }>;
+  }>;
   presetManifest(o: { preset: 'sd15' | 'tiny' }): Array<[string, number[]]>;
 }

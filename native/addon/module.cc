@@ -82,6 +82,7 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
             e.Set("name", k);
             e.Set("dtype", dtype_string(t.scalar_type()));
             e.Set("numel", double(t.numel()));
+            e.Set("component", component_of(k));
             entries.Set(uint32_t(i), e);
           }
           out.Set("format", f->format);

@@ -91,6 +91,13 @@ const Family& detect_family(const TensorFile& file, const std::string& path) {
   return family(width == family("tiny").unet.ch ? "tiny" : "sd15");
 }
 
+std::string component_of(const std::string& key) {
+  if (key.rfind(kUNetPrefix, 0) == 0) return "unet";
+  if (key.rfind(kVaePrefix, 0) == 0) return "vae";
+  if (key.rfind("cond_stage_model.", 0) == 0) return "textEncoder";  // any text-encoder layout
+  return "other";
+}
+
 std::vector<std::pair<std::string, std::vector<int64_t>>> preset_manifest(const std::string& preset) {
   const Family& c = family(preset);
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;

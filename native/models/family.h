@@ -47,6 +47,9 @@ struct Family {
   int64_t vae_scale_factor() const { return int64_t(1) << (vae.mult.size() - 1); }  // pixels per latent cell
 };
 
+// Which network a file key belongs to: "unet", "vae", "textEncoder" or "other" (for `sdtorch info`).
+std::string component_of(const std::string& key);
+
 // The preset table ("sd15", "tiny").
 const std::vector<Family>& families();
 const Family& family(const std::string& name);
