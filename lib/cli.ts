@@ -4,7 +4,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveWeights } from './models/hub';
+import { infotextOptions, type InfotextOptions } from './image/infotext';
 import { readPngText } from './image/png';
+import { EMPHASIS, type Emphasis } from './text/conditioning';
 import { uniquePath, writeFileAtomic } from './util/fs';
 import { loadPipeline, systemInfo } from './index';
 import { native } from './native/load';
@@ -28,6 +30,10 @@ const USAGE = `Usage:
       --overwrite          replace existing files
       --device D           auto | cpu | cuda | cuda:N (default auto)
       --dtype T            float32 | float16 | bfloat16 (default: float16 on CUDA, float32 on CPU)
+      --embeddings DIR     textual-inversion embeddings, used in prompts by file name (repeatable)
+      --clip-skip N        1 = last text-encoder layer (default), 2 = penultimate (A1111 numbering)
+      --emphasis E         original | no-norm | ignore | none (how (word:1.2) weights act)
+      --from-png FILE      take prompt and parameters from a PNG's infotext (flags given win)
   sdtorch info FILE        a checkpoint's family, dtypes and parameter counts, or a PNG's parameters
   sdtorch info --system    libtorch, CUDA and the binary that loaded (for bug reports)
   sdtorch download         fetch the default weights into the cache
@@ -59,6 +65,15 @@ const count = (v: string | undefined, name: string): number | undefined => {
 
 const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
 
+const num = (v: string | undefined): number | undefined => (v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined);
+
+/** The generation parameters of a PNG made by sdtorch or A1111. */
+function fromPng(file: string): InfotextOptions {
+  const text = readPngText(fs.readFileSync(file)).parameters;
+  if (text === undefined) throw new Error(`${file} carries no generation parameters (no "parameters" text chunk)`);
+  return infotextOptions(text);
+}
+
 /**
  * parseArgs reads "--seed -1" as two options; a value that looks like a negative number is glued
  * to its option ("--seed=-1") so that it reaches the option's own check.
@@ -81,23 +96,30 @@ const GENERATE_OPTIONS = {
   schedule: { type: 'string' }, seed: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' },
   batch: { type: 'string' }, 'init-image': { type: 'string' }, strength: { type: 'string' }, weights: { type: 'string' },
   out: { type: 'string' }, overwrite: { type: 'boolean' }, device: { type: 'string' }, dtype: { type: 'string' },
+  embeddings: { type: 'string', multiple: true }, 'clip-skip': { type: 'string' }, emphasis: { type: 'string' },
+  'from-png': { type: 'string' },
 } as const;
 
 async function generate(args: string[]): Promise<void> {
   const valued = new Set(Object.entries(GENERATE_OPTIONS).filter(([, o]) => o.type === 'string').map(([k]) => `--${k}`));
   const { values, positionals } = parseArgs({ args: glueNegatives(args, valued), allowPositionals: true, options: GENERATE_OPTIONS });
-  const prompt = positionals.join(' ');
-  if (!prompt) throw new Error('generate needs a prompt: sdtorch generate "a photo of a cat"');
+  // --from-png: the generation parameters an image carries (A1111 infotext); flags given win.
+  const from = values['from-png'] !== undefined ? fromPng(values['from-png']) : undefined;
+  const prompt = positionals.join(' ') || from?.prompt || '';
+  if (!prompt) throw new Error('generate needs a prompt: sdtorch generate "a photo of a cat" (or --from-png image.png)');
   if (values.strength !== undefined && values['init-image'] === undefined)
     throw new Error('--strength applies to img2img only: add --init-image FILE, or leave --strength out');
   if (values.dtype !== undefined && !(DTYPES as readonly string[]).includes(values.dtype))
     throw new Error(`--dtype must be one of ${DTYPES.join(', ')}, got '${values.dtype}'`);
   if (values.seed !== undefined && !/^(-1|\d+)$/.test(values.seed))
     throw new Error(`--seed must be a whole number from 0 to 2^64 - 1, or -1 for a random one, got '${values.seed}'`);
-  const steps = count(values.steps, 'steps');
+  if (values.emphasis !== undefined && !(EMPHASIS as readonly string[]).includes(values.emphasis))
+    throw new Error(`--emphasis must be one of ${EMPHASIS.join(', ')}, got '${values.emphasis}'`);
+  const steps = count(values.steps, 'steps') ?? from?.steps;
   const batchSize = count(values.batch, 'batch');
-  const width = count(values.width, 'width');
-  const height = count(values.height, 'height');
+  const width = count(values.width, 'width') ?? from?.width;
+  const height = count(values.height, 'height') ?? from?.height;
+  const clipSkip = count(values['clip-skip'], 'clip-skip') ?? num(from?.params['Clip skip']);
   const weights = await resolveWeights({
     weights: values.weights,
     onProgress: (done: number, total: number) => process.stderr.write(`\rdownloading weights: ${(done / 2 ** 20).toFixed(0)}/${(total / 2 ** 20).toFixed(0)} MiB`),
@@ -106,12 +128,15 @@ async function generate(args: string[]): Promise<void> {
   const pipe = await loadPipeline(weights, { device: values.device ?? 'auto', ...(dtype ? { dtype } : {}) });
   const res = await pipe.generate({
     prompt,
-    negativePrompt: values.negative ?? '',
+    negativePrompt: values.negative ?? from?.negativePrompt ?? '',
     steps,
-    cfgScale: number(values.cfg, 'cfg'),
-    sampler: values.sampler,
+    cfgScale: number(values.cfg, 'cfg') ?? from?.cfgScale,
+    sampler: values.sampler ?? from?.sampler,
     schedule: values.schedule as 'default' | 'karras' | undefined,
-    seed: values.seed,
+    seed: values.seed ?? from?.seed,
+    ...(clipSkip !== undefined ? { clipSkip } : {}),
+    ...(values.emphasis !== undefined ? { emphasis: values.emphasis as Emphasis } : {}),
+    ...(values.embeddings ? { embeddingDirs: values.embeddings } : {}),
     width,
     height,
     batchSize,

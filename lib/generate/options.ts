@@ -1,7 +1,9 @@
 // generate() options: their types, defaults and validation. A whole job is resolved and checked
 // here, once, before any work starts (the sampler, its schedule and steps included).
+import type { PadCondUncond } from '../sampling/denoiser';
 import { resolveSampler, type ResolvedSampler } from '../sampling/registry';
 import { Tensor } from '../tensor';
+import { EMPHASIS, type Emphasis } from '../text/conditioning';
 import { resolveSeed } from '../util/seed';
 
 export interface Progress {
@@ -42,6 +44,17 @@ export interface GenerateOptions {
   idleDevice?: string;
   /** Decode to PNGs (default true); false returns latents only. */
   decode?: boolean;
+  /** A1111's "Clip skip": 1 = the text encoder's last layer (default), 2 = the penultimate, ... */
+  clipSkip?: number;
+  /** How (weights:1.2) act: 'original' (A1111's default, mean restored), 'no-norm', 'ignore', 'none' (brackets are text). */
+  emphasis?: Emphasis;
+  /** Folders of textual-inversion embeddings (.pt, .bin, .safetensors), used in prompts by file name. */
+  embeddingDirs?: string[];
+  /**
+   * A prompt and a negative prompt of different lengths: false (default) runs them through separate
+   * UNet calls; true pads the shorter with empty-prompt chunks; 'v0' A1111's older last-vector padding.
+   */
+  padCondUncond?: PadCondUncond;
   /**
    * VAE in overlapping 512-pixel tiles: memory of one tile at any size. 'auto' (default) tiles
    * images over 1024x1024; results below that are untouched.
@@ -62,6 +75,10 @@ export interface ResolvedOptions {
   height: number | undefined;
   batchSize: number;
   strength: number;
+  clipSkip: number;
+  emphasis: Emphasis;
+  embeddingDirs: string[];
+  padCondUncond: PadCondUncond;
 }
 
 /** Limits that keep one call from exhausting memory before any check of the engine could. */
@@ -137,6 +154,11 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   optionalType(o, 'idleDevice', (v) => typeof v === 'string', "a device name such as 'cpu'");
   optionalType(o, 'decode', (v) => typeof v === 'boolean', 'true or false');
   optionalType(o, 'vaeTiling', (v) => typeof v === 'boolean' || v === 'auto', "true, false or 'auto'");
+  optionalType(o, 'emphasis', (v) => EMPHASIS.includes(v as Emphasis), `one of ${EMPHASIS.map((e) => `'${e}'`).join(', ')}`);
+  optionalType(o, 'embeddingDirs', (v) => Array.isArray(v) && v.every((d) => typeof d === 'string'), 'an array of folder paths');
+  optionalType(o, 'padCondUncond', (v) => typeof v === 'boolean' || v === 'v0', "true, false or 'v0'");
+  const clipSkip = o.clipSkip ?? 1;
+  if (typeof clipSkip !== 'number' || !Number.isInteger(clipSkip) || clipSkip < 1) fail(`clipSkip must be a whole number from 1 (the last layer), got ${show(clipSkip)}`);
   if (o.image !== undefined && o.latents !== undefined) fail('pass either image (img2img) or latents (txt2img), not both');
   const steps = positiveInt(o.steps ?? 50, 'steps', Number.MAX_SAFE_INTEGER);
   const batchSize = positiveInt(o.batchSize ?? 1, 'batchSize', LIMITS.images);
@@ -152,5 +174,8 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
     const err = e as Error;
     throw Object.assign(new (err.constructor as ErrorConstructor)(`generate(): ${err.message}`), { cause: e });
   }
-  return { prompts, negatives, steps, cfgScale, sampler, seed, width, height, batchSize, strength };
+  return {
+    prompts, negatives, steps, cfgScale, sampler, seed, width, height, batchSize, strength, clipSkip,
+    emphasis: o.emphasis ?? 'original', embeddingDirs: o.embeddingDirs ?? [], padCondUncond: o.padCondUncond ?? false,
+  };
 }

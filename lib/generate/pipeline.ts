@@ -13,8 +13,11 @@ import { guidedEps } from '../sampling/denoiser';
 import type { SamplerOptions } from '../sampling/registry';
 import { Generator, Tensor } from '../tensor';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
+import { EmbeddingDb, encodeTexts, type TextualInversion } from '../text/conditioning';
+import { loadEmbeddingDirs } from '../text/embeddings';
 import { img2imgStart, txt2imgStart } from './latents';
 import { checkSize, resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
+import { planPrompts } from './prompts';
 import { progressReporter } from './progress';
 
 /**
@@ -29,21 +32,6 @@ const AUTO_TILE_ABOVE = 1024;
 
 function tiling(mode: boolean | 'auto' | undefined, width: number, height: number): boolean {
   return mode === 'auto' || mode === undefined ? Math.max(width, height) > AUTO_TILE_ABOVE : mode;
-}
-
-/**
- * Prompts are cut to the text encoder's window (75 tokens + start/end) as diffusers cuts them;
- * say so rather than drop words silently. Node prints the warning once per process and code.
- */
-function warnTruncated(tokenizer: Tokenizer, prompts: string[], window: number): void {
-  for (const p of new Set(prompts)) {
-    const n = tokenizer.bpe.tokenize(p).length;
-    if (n > window)
-      process.emitWarning(`prompt "${p.length > 60 ? `${p.slice(0, 57)}...` : p}" is ${n} tokens; only the first ${window} are used`, {
-        code: 'SDTORCH_PROMPT_TRUNCATED',
-        detail: 'Shorten the prompt: words past the limit have no effect.',
-      });
-  }
 }
 
 export interface GenerateResult {
@@ -128,14 +116,17 @@ export class Pipeline {
       }
     };
 
-    warnTruncated(this.tokenizer, [...o.prompts, ...(o.cfgScale > 1 ? o.negatives : [])], this.family.textEncoders[0]!.maxTokens - 2);
-    // Prompts: each repeated batchSize times, in diffusers' order (p0, p0, p1, p1, ...).
-    const repeat = (xs: string[]) => xs.flatMap((x) => Array<string>(o.batchSize).fill(x));
+    // Prompts -> per-evaluation contexts: A1111 syntax, 75-token chunks, embeddings, clip skip.
     const guided = o.cfgScale > 1;
-    const [context, uncond] = await stage(this.textEncoder, async () => [
-      await this.textEncoder.forward(this.tokenizer.encode(repeat(o.prompts))),
-      guided ? await this.textEncoder.forward(this.tokenizer.encode(repeat(o.negatives))) : null,
-    ]);
+    const encoder = this.family.textEncoders[0]!;
+    if (o.clipSkip > encoder.layers) throw new RangeError(`generate(): clipSkip must be at most ${encoder.layers} for this text encoder, got ${o.clipSkip}`);
+    const db = new EmbeddingDb(this.tokenizer.bpe, await loadEmbeddingDirs(o.embeddingDirs, encoder.width));
+    const encodeOpts = { emphasis: o.emphasis, clipSkip: o.clipSkip, commaBacktrack: 20 };
+    const encode = (texts: string[]) => encodeTexts(texts, this.textEncoder, this.tokenizer.bpe, db, encodeOpts);
+    const [plan, empty] = await stage(this.textEncoder, async () => [
+      await planPrompts(o.prompts, guided ? o.negatives : null, o.batchSize, o.steps * o.sampler.evalsPerStep, encode),
+      o.padCondUncond === true && guided ? (await encode([''])).context : undefined,
+    ] as const);
 
     const batch = o.prompts.length * o.batchSize;
     const opts: SamplerOptions = { steps: o.steps, schedule, generator, signal: options.signal };
@@ -156,13 +147,13 @@ export class Pipeline {
     }
 
     opts.onStep = progressReporter(sampler.evaluations(opts), options.onProgress);
-    const eps = guidedEps(this.unet, context, uncond, o.cfgScale);
+    const eps = guidedEps(this.unet, plan.contextAt, o.cfgScale, o.padCondUncond, empty);
     const latents = await stage(this.unet, () => sampler.sample(eps, x, opts));
     if (options.decode === false) return { images: [], latents, seed: o.seed, infotexts: [] };
 
     const tile = tiling(options.vaeTiling, size.width, size.height) ? TILE_PIXELS / this.vaeScale : 0;
     const decoded = await stage(this.vae, () => this.decode(latents, tile));
-    const infotexts = await this.infotexts(o, options, size, label);
+    const infotexts = await this.infotexts(o, options, size, label, plan.usedEmbeddings);
     const images = await Promise.all(toImageData(decoded).map((img, i) => encodePng(img, infotexts[i])));
     return { images, latents, seed: o.seed, infotexts };
   }
@@ -179,9 +170,16 @@ export class Pipeline {
     return this.vae.decode(z, { tile });
   }
 
-  private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: Size, sampler: string): Promise<string[]> {
+  private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: Size, sampler: string, embeddings: Set<TextualInversion>): Promise<string[]> {
     const hash = await modelHash(this.path);
     const batch = o.prompts.length * o.batchSize;
+    // A1111's extra generation parameters, in its order and spelling.
+    const extra: Record<string, string | number> = {};
+    if (o.clipSkip > 1) extra['Clip skip'] = o.clipSkip;
+    const ti = [...embeddings].map((e) => `${e.name.replace(/[:,]/g, '')}: ${e.hash}`);
+    if (ti.length) extra['TI hashes'] = ti.join(', ');
+    const label = { 'no-norm': 'No norm', ignore: 'Ignore', none: 'None', original: undefined }[o.emphasis];
+    if (label && [...o.prompts, ...o.negatives].some((p) => /[([]/.test(p))) extra['Emphasis'] = label;
     return Array.from({ length: batch }, (_, i) =>
       formatInfotext({
         prompt: o.prompts[Math.floor(i / o.batchSize)]!,
@@ -196,6 +194,7 @@ export class Pipeline {
         modelName: this.name,
         ...(options.image !== undefined ? { strength: o.strength } : {}),
         ...(batch > 1 ? { batchSize: batch, batchPos: i } : {}),
+        extra,
       }),
     );
   }

@@ -24,13 +24,14 @@ async function rememberHash(key: string, hash: string): Promise<void> {
   await writeFileAtomic(hashFile(), Buffer.from(JSON.stringify(Object.fromEntries(Object.entries(all).slice(-200)))), { overwrite: true });
 }
 
-function sha256Prefix(file: string): Promise<string> {
+/** The sha256 of a file (hex), streamed. */
+export function sha256File(file: string): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     const h = createHash('sha256');
     createReadStream(file, { highWaterMark: 1 << 22 })
       .on('data', (chunk) => h.update(chunk))
       .on('error', reject)
-      .on('end', () => resolve(h.digest('hex').slice(0, 10)));
+      .on('end', () => resolve(h.digest('hex')));
   });
 }
 
@@ -48,7 +49,7 @@ export async function modelHash(file: string): Promise<string> {
     hash = (async () => {
       const known = (await knownHashes())[key];
       if (typeof known === 'string' && /^[0-9a-f]{10}$/.test(known)) return known;
-      const fresh = await sha256Prefix(full);
+      const fresh = (await sha256File(full)).slice(0, 10);
       // A cache that cannot be written (read-only home) costs the next process a re-read, nothing more.
       await rememberHash(key, fresh).catch(() => undefined);
       return fresh;

@@ -28,9 +28,19 @@ export class TextEncoder extends Network {
   constructor(model: NativeModel) {
     super(model, 'textEncoder');
   }
-  /** ids int [B, 77] -> last hidden state [B, 77, width] (768 for SD 1.x). */
-  async forward(ids: Tensor): Promise<Tensor> {
-    return new Tensor(await this.model.encodeText({ ids: handle(ids) }));
+  /**
+   * ids int [B, 77] -> hidden state [B, 77, width] (768 for SD 1.x): the last layer's, or with
+   * `clipSkip` N (A1111 numbering) the N-th from last, through the final layer norm. `inject`
+   * replaces token embeddings at flat positions (b·77 + t) by vectors [N, width] (embeddings).
+   */
+  async forward(ids: Tensor, options: { clipSkip?: number; inject?: { index: Tensor; vectors: Tensor } } = {}): Promise<Tensor> {
+    return new Tensor(
+      await this.model.encodeText({
+        ids: handle(ids),
+        ...(options.clipSkip !== undefined ? { clipSkip: options.clipSkip } : {}),
+        ...(options.inject ? { injectIndex: handle(options.inject.index), injectVectors: handle(options.inject.vectors) } : {}),
+      }),
+    );
   }
 }
 

@@ -36,6 +36,8 @@ export interface TextEncoderSpec {
   width: number;
   maxTokens: number;
   vocab: number;
+  /** Transformer layers (the largest clipSkip). */
+  layers: number;
 }
 
 /** A row of the native preset table: what a loaded checkpoint is. */
@@ -85,7 +87,8 @@ export interface NativeConditioning {
 
 export interface NativeModel {
   info(): ModelInfo;
-  encodeText(o: { ids: NativeTensor }): Promise<NativeTensor>;
+  /** clipSkip: 1 = last layer (A1111 numbering); inject: token-embedding rows (flat b*T+t) replaced by vectors [N, width]. */
+  encodeText(o: { ids: NativeTensor; clipSkip?: number; injectIndex?: NativeTensor; injectVectors?: NativeTensor }): Promise<NativeTensor>;
   unet(o: { x: NativeTensor; t: NativeTensor } & NativeConditioning): Promise<NativeTensor>;
   vaeEncode(o: { images: NativeTensor; tile?: number }): Promise<NativeTensor>;
   vaeDecode(o: { latents: NativeTensor; tile?: number }): Promise<NativeTensor>;

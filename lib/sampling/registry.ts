@@ -182,6 +182,8 @@ export interface ResolvedSampler {
   schedule: ScheduleName;
   /** The A1111 display name, e.g. "DPM++ 2M Karras" (what the infotext says). */
   label: string;
+  /** Model evaluations per step: 2 for second-order samplers (A1111's step_multiplier). */
+  evalsPerStep: 1 | 2;
 }
 
 /**
@@ -201,7 +203,8 @@ export function getSampler(name: string, schedule?: string): ResolvedSampler {
   const resolved = scheduleName(hit.schedule ?? schedule);
   if (resolved === 'karras' && !SPECS[hit.name].karras) throw noKarras(hit.name);
   const label = SPECS[hit.name].label;
-  return { sampler: SAMPLERS[hit.name], schedule: resolved, name: hit.name, label: resolved === 'karras' ? `${label} Karras` : label };
+  const evalsPerStep = SPECS[hit.name].evals;
+  return { sampler: SAMPLERS[hit.name], schedule: resolved, name: hit.name, label: resolved === 'karras' ? `${label} Karras` : label, evalsPerStep };
 }
 
 /**

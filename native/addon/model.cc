@@ -91,6 +91,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   encoder.Set("width", double(f.clip.width));
   encoder.Set("maxTokens", double(f.clip.positions));
   encoder.Set("vocab", double(f.clip.vocab));
+  encoder.Set("layers", double(f.clip.layers));
   auto encoders = Napi::Array::New(env, 1);
   encoders.Set(0u, encoder);
   family.Set("textEncoders", encoders);
@@ -98,11 +99,14 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// encodeText({ ids, clipSkip?, inject?: { index, vectors } }): see ClipTextModelImpl::forward.
 Napi::Value ModelWrap::EncodeText(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
     Args a(info, "encodeText");
     at::Tensor ids = a.tensor("ids");
+    const int64_t skip = a.integer("clipSkip", 1);
+    std::optional<at::Tensor> index = a.optional_tensor("injectIndex"), vectors = a.optional_tensor("injectVectors");
     const auto& c = m->family.clip;
     const std::string shape = "[B, " + std::to_string(c.positions) + "]";
     check_rank(ids, 2, "token ids", shape);
@@ -111,8 +115,24 @@ Napi::Value ModelWrap::EncodeText(const Napi::CallbackInfo& info) {
     if (ids.numel() && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.vocab))
       throw std::invalid_argument("token ids must be in [0, " + std::to_string(c.vocab) + ") (this text encoder's vocabulary), got " +
                                   std::to_string(ids.min().item<int64_t>()) + " .. " + std::to_string(ids.max().item<int64_t>()));
+    if (skip < 1 || skip > c.layers)
+      throw std::invalid_argument("clipSkip must be from 1 (the last layer) to " + std::to_string(c.layers) + ", got " + std::to_string(skip));
+    if (bool(index) != bool(vectors)) throw std::invalid_argument("injectIndex and injectVectors go together");
+    if (index) {
+      check_rank(*index, 1, "injectIndex", "[N]");
+      check_rank(*vectors, 2, "injectVectors", "[N, " + std::to_string(c.width) + "]");
+      if (index->is_floating_point() || vectors->size(0) != index->size(0) || vectors->size(1) != c.width)
+        throw std::invalid_argument("injectVectors must have shape [N, " + std::to_string(c.width) + "] for N integer positions in injectIndex");
+      if (index->numel() && (index->min().item<int64_t>() < 0 || index->max().item<int64_t>() >= ids.numel()))
+        throw std::invalid_argument("injectIndex positions must lie inside the token ids");
+    }
     return Task<at::Tensor>::run(
-        info.Env(), [=] { return m->clip->forward(prepare(ids, *m->clip, false).to(at::kLong)); },
+        info.Env(),
+        [=] {
+          at::Tensor i = index ? prepare(*index, *m->clip, false).to(at::kLong) : at::Tensor();
+          at::Tensor v = vectors ? prepare(*vectors, *m->clip) : at::Tensor();
+          return m->clip->forward(prepare(ids, *m->clip, false).to(at::kLong), skip, i, v);
+        },
         [](Napi::Env env, at::Tensor& t) -> Napi::Value { return TensorWrap::wrap(env, t); });
   });
 }

@@ -55,10 +55,17 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipConfig& c) {
   final_layer_norm = register_module("final_layer_norm", layer_norm(c.width));
 }
 
-at::Tensor ClipTextModelImpl::forward(const at::Tensor& ids) {
+at::Tensor ClipTextModelImpl::forward(const at::Tensor& ids, int64_t skip, const at::Tensor& index, const at::Tensor& vectors) {
   auto positions = at::arange(ids.size(1), ids.options().dtype(at::kLong));
-  auto x = embeddings->token_embedding(ids) + embeddings->position_embedding(positions);
-  for (const auto& layer : *encoder->layers) x = layer->as<ClipLayer>()->forward(x);
+  auto tokens = embeddings->token_embedding(ids);
+  if (index.defined() && index.numel()) {
+    auto flat = tokens.reshape({-1, tokens.size(-1)}).clone();
+    flat.index_copy_(0, index, vectors.to(flat.scalar_type()));
+    tokens = flat.reshape(tokens.sizes());
+  }
+  auto x = tokens + embeddings->position_embedding(positions);
+  const size_t used = encoder->layers->size() - size_t(skip - 1);
+  for (size_t i = 0; i < used; ++i) x = (*encoder->layers)[i]->as<ClipLayer>()->forward(x);
   return final_layer_norm(x);
 }
 

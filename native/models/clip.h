@@ -44,7 +44,11 @@ TORCH_MODULE(ClipEncoder);
 
 struct ClipTextModelImpl : nn::Module {
   explicit ClipTextModelImpl(const ClipConfig& c);
-  at::Tensor forward(const at::Tensor& ids);  // int64 [B, 77] -> last hidden state [B, 77, width]
+  // ids int64 [B, T] -> hidden state [B, T, width] after `layers - (skip - 1)` layers, then the final
+  // layer norm (skip = A1111's "Clip skip": 1 = the last layer, 2 = the penultimate, ...).
+  // inject: the token-embedding rows at flat positions `index` [N] (b * T + t) are replaced by
+  // `vectors` [N, width] (textual-inversion embeddings, as A1111's EmbeddingsWithFixes).
+  at::Tensor forward(const at::Tensor& ids, int64_t skip = 1, const at::Tensor& index = {}, const at::Tensor& vectors = {});
   ClipEmbeddings embeddings{nullptr};
   ClipEncoder encoder{nullptr};
   LayerNorm final_layer_norm{nullptr};

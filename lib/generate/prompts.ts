@@ -1,0 +1,75 @@
+// Prompts -> the contexts the denoiser asks for at each model evaluation: A1111's
+// get_learned_conditioning (each prompt's schedule of edits encoded in one batch) and
+// reconstruct_cond_batch (the entry in force at a step; rows of different lengths padded by
+// repeating their last vector, as its stack_conds).
+import { extendByLast, type StepContext } from '../sampling/denoiser';
+import { Tensor } from '../tensor';
+import type { Encoded, TextualInversion } from '../text/conditioning';
+import { extractExtraNetworks, promptSchedule, type ExtraNetwork } from '../text/prompt';
+
+/** One prompt's schedule: until evaluation `endAt` (inclusive), context row [1, T, W]. */
+interface Scheduled {
+  entries: Array<{ endAt: number; context: Tensor }>;
+}
+
+export interface PromptPlan {
+  contextAt(evaluation: number): StepContext;
+  /** Extra-network tags (<lora:name:w>) of the prompts, in order. */
+  networks: ExtraNetwork[];
+  /** Embeddings the prompts used (for "TI hashes"). */
+  usedEmbeddings: Set<TextualInversion>;
+}
+
+/**
+ * Encodes each distinct prompt (tags removed, edits scheduled over `scheduleSteps` evaluations)
+ * and negative prompt once, and returns the per-evaluation batches: row b is prompt
+ * ⌊b / batchSize⌋, as diffusers and A1111 order a batch.
+ */
+export async function planPrompts(
+  prompts: string[], negatives: string[] | null, batchSize: number, scheduleSteps: number,
+  encode: (texts: string[]) => Promise<Encoded>,
+): Promise<PromptPlan> {
+  const networks: ExtraNetwork[] = [];
+  const usedEmbeddings = new Set<TextualInversion>();
+  const cache = new Map<string, Promise<Scheduled>>();
+  const schedule = (prompt: string): Promise<Scheduled> => {
+    let s = cache.get(prompt);
+    if (s === undefined) {
+      s = (async () => {
+        const entries = promptSchedule(prompt, scheduleSteps);
+        const encoded = await encode(entries.map(([, text]) => text));
+        for (const e of encoded.used) usedEmbeddings.add(e);
+        return { entries: entries.map(([endAt], i) => ({ endAt, context: encoded.context.slice(0, i, i + 1) })) };
+      })();
+      cache.set(prompt, s);
+    }
+    return s;
+  };
+  const strip = (p: string) => {
+    const { text, networks: found } = extractExtraNetworks(p);
+    return { text, found };
+  };
+  const conds: Scheduled[] = [];
+  for (const p of prompts) {
+    const { text, found } = strip(p);
+    networks.push(...found);
+    conds.push(await schedule(text));
+  }
+  const unconds = negatives ? await Promise.all(negatives.map((n) => schedule(strip(n).text))) : null;
+  return { contextAt: batcher(conds, unconds, batchSize), networks, usedEmbeddings };
+}
+
+function batcher(conds: Scheduled[], unconds: Scheduled[] | null, batchSize: number): (evaluation: number) => StepContext {
+  let last: { key: string; value: StepContext } | undefined;
+  const pick = (s: Scheduled, step: number) => s.entries.findIndex((e) => step <= e.endAt);
+  const at = (rows: Scheduled[], step: number) => rows.map((s) => s.entries[Math.max(0, pick(s, step))]!.context);
+  const stack = (rows: Tensor[]) => {
+    const tokens = Math.max(...rows.map((r) => r.shape[1]!));
+    return Tensor.cat(rows.flatMap((r) => Array<Tensor>(batchSize).fill(extendByLast(r, tokens))));
+  };
+  return (step) => {
+    const key = [...conds, ...(unconds ?? [])].map((s) => pick(s, step)).join();
+    if (last?.key !== key) last = { key, value: { cond: stack(at(conds, step)), uncond: unconds ? stack(at(unconds, step)) : null } };
+    return last.value;
+  };
+}
