@@ -13,11 +13,11 @@ if (process.env.SDTORCH_SKIP_BUILD === '1') {
   console.error('sdtorch: SDTORCH_SKIP_BUILD=1: no prebuilt binary checked, nothing built');
   process.exit(0);
 }
-if (!fs.existsSync(path.join(root, 'dist', 'setup.js'))) {
+if (!fs.existsSync(path.join(root, 'dist', 'native', 'setup.js'))) {
   const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.json')], { stdio: 'inherit' });
   if (r.status !== 0) process.exit(1);
 }
-require('../dist/setup')
+require('../dist/native/setup')
   .setup({ fromSource: process.argv.includes('--from-source') })
   .catch((e) => {
     console.error(`sdtorch: ${e.message}`);

@@ -4,8 +4,8 @@
 // becomes a cmake-js build into ./build, where prebuildify takes build/Release/*.node from.
 // N-API binaries do not depend on the Node version, so the --target it passes is not needed.
 const path = require('node:path');
-const { build } = require('../dist/setup');
-const { describe } = require('../dist/libtorch');
+const { build } = require('../dist/native/setup');
+const { describe } = require('../dist/native/libtorch');
 
 const lt = describe(process.env.SDTORCH_PREBUILD_LIBTORCH || '', 'prebuild');
 if (!lt) {

@@ -7,8 +7,8 @@
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
-const { describe, lookup } = require('../dist/libtorch');
-const { prebuildName } = require('../dist/native');
+const { describe, lookup } = require('../dist/native/libtorch');
+const { prebuildName } = require('../dist/native/load');
 
 const root = path.join(__dirname, '..');
 const argv = process.argv.slice(2);
