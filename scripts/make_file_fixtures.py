@@ -20,6 +20,22 @@
   io/bad-zip64-*.ckpt   ZIP64 offsets near 2**64 that wrap around in bounds checks.
   io/legacy.pt          a pre-zip torch.save file (unsupported, must say so).
   io/not-a-checkpoint.zip  a zip without data.pkl.
+  io/nested-twice.ckpt  {"state_dict": {"state_dict": the state_dict of nested.ckpt}}.
+  io/nested-cycle.ckpt  {"state_dict": X} where X = {"w": tensor, "state_dict": X} (a cycle).
+  io/lightning.ckpt     what a Lightning training run saves (SD 1.4's .ckpt): the state_dict beside a
+                        ModelCheckpoint class and instance as "callbacks" keys, a numpy int64
+                        global_step, a numpy array and dtype, a set, a frozenset, an OrderedDict;
+                        torch.save's default pickle (protocol 2, __builtin__ names, bytes through
+                        _codecs.encode) with numpy 1.x's module names. Stand-in classes, same names.
+  io/lightning-p4.ckpt  the same with pickle protocol 4 (STACK_GLOBAL, EMPTY_SET/ADDITEMS, FROZENSET).
+  io/refused-*.ckpt     refused globals inside otherwise allowed structure: an os.system call in the
+                        state of a ModelCheckpoint (would run under torch.load), builtins.getattr
+                        as a dict value, subprocess.Popen as a "callbacks" key.
+  io/refused-global-*.ckpt  {"x": GLOBAL(name)("arg")} for globals that must stay refused.
+  io/st-*.safetensors   safetensors files breaking one rule of the format each (overlap, gap, trailing
+                        bytes, non-string metadata, oversized header, header not starting with '{',
+                        duplicate name, ...); st-valid-*.safetensors valid edge cases. Python's
+                        safetensors verdict on each is recorded in expected.json ("safetensors-rules").
 
 Same inputs, same values (the zips carry a random serialization id, so bytes may differ).
 Usage: make_file_fixtures.py [--verify-exploits]   (the flag checks that torch.load(weights_only=False)
@@ -36,11 +52,14 @@ import pathlib
 import pickle
 import struct
 import subprocess
+import sys
 import types
 import zipfile
 import zlib
 
+import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -375,11 +394,171 @@ def verify_exploits():
         assert marker.exists(), f"pwned-{name}.ckpt did not run its payload under torch.load"
         marker.unlink()
         print(f"pwned-{name}.ckpt: torch.load(weights_only=False) runs its payload")
+    marker = pathlib.Path(MARKER.format("in-state"))
+    marker.unlink(missing_ok=True)
+    torch.load(IO / "refused-in-state.ckpt", weights_only=False)
+    assert marker.exists(), "refused-in-state.ckpt did not run its payload under torch.load"
+    marker.unlink()
+    print("refused-in-state.ckpt: torch.load(weights_only=False) runs its payload")
     for name in opcode_files():
         with zipfile.ZipFile(IO / f"opcode-{name}.ckpt") as z:
             pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
             assert isinstance(pickle.loads(z.read(pkl))["x"], collections.OrderedDict)
         print(f"opcode-{name}.ckpt: a valid pickle")
+
+
+# ---------------------------------------------------------------- nested state_dicts
+
+def nested_twice_ckpt() -> dict:
+    return {"state_dict": {"state_dict": module_state_dict()}}
+
+
+def nested_cycle_ckpt() -> tuple:
+    x = {"w": torch.arange(3, dtype=torch.float32)}
+    x["state_dict"] = x
+    return {"state_dict": x}, {"w": x["w"]}
+
+
+# ---------------------------------------------------------------- objects besides tensors
+
+def stand_in_class(module: str, name: str) -> type:
+    """A class pickle writes as `module.name`, registered in sys.modules under that name."""
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    cls = type(name, (), {"__module__": module, "__qualname__": name})
+    setattr(sys.modules[module], name, cls)
+    return cls
+
+
+ModelCheckpoint = stand_in_class("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint")
+
+
+class LegacyPickler(pickle._Pickler):
+    """torch.save's default pickle (protocol 2, Python 2 names such as __builtin__) as numpy 1.x
+    wrote it: numpy.core.multiarray, not numpy 2's numpy._core.multiarray. os.system is written as
+    CPython writes it, posix.system."""
+
+    RENAMES = [(np._core.multiarray.scalar, b"numpy.core.multiarray\nscalar\n"),
+               (np._core.multiarray._reconstruct, b"numpy.core.multiarray\n_reconstruct\n")]
+
+    def save_global(self, obj, name=None):
+        for o, text in self.RENAMES:
+            if obj is o:
+                self.write(pickle.GLOBAL + text)
+                self.memoize(obj)
+                return
+        super().save_global(obj, name)
+
+
+def lightning_ckpt() -> dict:
+    cb = ModelCheckpoint()
+    cb.__dict__.update(monitor=None, save_top_k=-1, dirpath="logs/checkpoints", every_n_train_steps=None,
+                       best_model_path="", kth_value=np.float64(np.inf), current_score=None)
+    return {
+        "epoch": 3,
+        "global_step": np.int64(470000),
+        "pytorch-lightning_version": "1.4.2",
+        "state_dict": module_state_dict(),
+        # Lightning 1.x keys callback states by the callback's class; an instance as key too.
+        "callbacks": {ModelCheckpoint: {"monitor": None, "best_model_score": None, "best_model_path": ""},
+                      cb: {"dirpath": "logs/checkpoints", "last_model_path": "last.ckpt"}},
+        "lr_history": np.array([[1e-4, 2e-4]], dtype=np.float32),
+        "dtype": np.dtype("float16"),
+        "seen": {1, 2, 3},
+        "frozen": frozenset({"a"}),
+        "hparams": collections.OrderedDict(lr=1e-4, betas=(0.9, 0.999)),
+    }
+
+
+def refused_in_state(path: pathlib.Path):
+    cb = ModelCheckpoint()
+    cb.__dict__.update(monitor=None, hook=Call(os.system, "touch " + MARKER.format("in-state")))
+    obj = {"state_dict": {"w": torch.ones(2)}, "callbacks": {ModelCheckpoint: {"monitor": None}, cb: {}}}
+    torch.save(obj, str(path), pickle_module=pickle_module(LegacyPickler))
+
+
+def refused_dict_value(path: pathlib.Path):
+    torch.save({"state_dict": {"w": torch.ones(2)}, "x": getattr}, str(path), pickle_module=pickle_module(NamedPickler))
+
+
+def refused_as_key(path: pathlib.Path):
+    obj = {"state_dict": {"w": torch.ones(2)}, "callbacks": {subprocess.Popen: {"args": ["touch", "/tmp/x"]}}}
+    torch.save(obj, str(path), pickle_module=pickle_module(NamedPickler))
+
+
+# Globals that stay refused wherever they appear: calls that run code, get attributes or import, torch
+# and numpy functions not on the list, and names that only look like allowed ones.
+REFUSED_GLOBALS = [
+    "posix.system", "nt.system", "builtins.eval", "builtins.__import__", "builtins.getattr", "subprocess.Popen",
+    "torch.load", "torch.storage._load_from_bytes", "numpy.load", "copyreg._reconstructor", "_codecs.decode",
+    "pytorch_lightning.callbacksX.y", "pytorch_lightning.utilities.cloud_io.load", "numpy.core.multiarray.scalarX",
+]
+
+
+def refused_global_pickle(name: str) -> bytes:
+    module, attr = name.rsplit(".", 1)
+    return (pickle.PROTO + b"\x02" + pickle.EMPTY_DICT + str_arg("x") + pickle.GLOBAL + f"{module}\n{attr}\n".encode() +
+            str_arg("arg") + pickle.TUPLE1 + pickle.REDUCE + pickle.SETITEM + pickle.STOP)
+
+
+# ---------------------------------------------------------------- safetensors rules
+
+def raw_safetensors(header, data: bytes, claimed=None) -> bytes:
+    head = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(head) if claimed is None else claimed) + head + data
+
+
+def f32(begin, end, n=2):
+    return {"dtype": "F32", "shape": [n], "data_offsets": [begin, end]}
+
+
+def safetensors_rules() -> dict:
+    """name -> (bytes, the rule it breaks, whether Python's safetensors refuses it)."""
+    d = struct.pack("<4f", 1, 2, 3, 4)
+    one = b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+    return {
+        "overlap": (raw_safetensors({"a": f32(0, 8), "b": f32(4, 12)}, d[:12]), "two tensors share bytes 4..8", True),
+        "overlap-same": (raw_safetensors({"a": f32(0, 8), "b": f32(0, 8)}, d[:8]), "two names for the same bytes", True),
+        "gap": (raw_safetensors({"a": f32(0, 8), "b": f32(12, 20)}, d + d[:4]), "bytes 8..12 belong to no tensor", True),
+        "gap-start": (raw_safetensors({"a": f32(4, 12)}, d[:12]), "the first tensor does not start at 0", True),
+        "trailing": (raw_safetensors({"a": f32(0, 8), "b": f32(8, 16)}, d + b"\0" * 8), "8 bytes after the last tensor", True),
+        "metadata-number": (raw_safetensors({"__metadata__": {"step": 5}, "a": f32(0, 8)}, d[:8]), "a metadata value is a number", True),
+        "metadata-object": (raw_safetensors({"__metadata__": {"x": {"y": "z"}}, "a": f32(0, 8)}, d[:8]), "a metadata value is an object", True),
+        "metadata-not-object": (raw_safetensors({"__metadata__": "pt", "a": f32(0, 8)}, d[:8]), "__metadata__ is a string", True),
+        "header-too-large": (raw_safetensors(b"{}", b"", claimed=100_000_001), "the header claims 100000001 bytes", True),
+        "header-leading-space": (raw_safetensors(b" " + one, d[:8]), "the header starts with a space, not '{'", False),
+        "header-nul-padding": (raw_safetensors(one + b"\0\0", d[:8]), "the header is padded with NULs, not spaces", True),
+        "duplicate-name": (raw_safetensors(one[:-1] + b',"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}', d),
+                           "the name 'a' twice", True),
+        "bad-utf8": (raw_safetensors(b'{"a\xff":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', d[:8]), "a name is not UTF-8", True),
+        "float-offset": (raw_safetensors(b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.0]}}', d[:8]), "an offset written 8.0", True),
+    }
+
+
+def valid_safetensors() -> dict:
+    """Valid files in odd shapes: header order is not offset order, an empty tensor between two
+    others, an extra field, a header padded with spaces, metadata."""
+    d = struct.pack("<4f", 1, 2, 3, 4)
+    head = {"__metadata__": {"k": "v"}, "b": f32(8, 16), "empty": {"dtype": "F16", "shape": [0, 3], "data_offsets": [8, 8]},
+            "a": dict(f32(0, 8), extra=1)}
+    return {"unordered": raw_safetensors(json.dumps(head).encode() + b"   ", d)}
+
+
+def python_verdict(path: pathlib.Path):
+    """None when Python's safetensors reads the whole file, else its message."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            for k in f.keys():
+                f.get_tensor(k)
+        return None
+    except Exception as e:  # noqa: BLE001 (any refusal counts)
+        return f"{type(e).__name__}: {e}"
+
+
+def read_safetensors_py(path: pathlib.Path) -> tuple:
+    with safe_open(str(path), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
 
 
 # ---------------------------------------------------------------- main
@@ -402,10 +581,45 @@ def main():
     flat = flat_ckpt()
     torch.save(flat, str(IO / "flat.ckpt"))
     expected["flat.ckpt"] = describe(flat)
+
+    twice = nested_twice_ckpt()
+    torch.save(twice, str(IO / "nested-twice.ckpt"))
+    expected["nested-twice.ckpt"] = describe(twice["state_dict"]["state_dict"])
+    cycle, cycle_sd = nested_cycle_ckpt()
+    torch.save(cycle, str(IO / "nested-cycle.ckpt"))
+    expected["nested-cycle.ckpt"] = describe(cycle_sd)
+    for name, protocol in [("lightning", 2), ("lightning-p4", 4)]:
+        obj = lightning_ckpt()
+        if protocol == 2:
+            torch.save(obj, str(IO / f"{name}.ckpt"), pickle_module=pickle_module(LegacyPickler))
+        else:
+            torch.save(obj, str(IO / f"{name}.ckpt"), pickle_protocol=4)
+        back = torch.load(IO / f"{name}.ckpt", weights_only=False)  # a valid pickle of what we meant
+        assert back["global_step"] == 470000 and ModelCheckpoint in back["callbacks"], name
+        expected[f"{name}.ckpt"] = describe(obj["state_dict"])
+
+    rules = {}
+    for name, (data, rule, refused) in safetensors_rules().items():
+        path = IO / f"st-{name}.safetensors"
+        path.write_bytes(data)
+        verdict = python_verdict(path)
+        assert (verdict is not None) == refused, f"{path.name}: Python's safetensors {'accepts' if verdict is None else 'refuses'} it"
+        rules[path.name] = {"rule": rule, "python": "accepted" if verdict is None else f"refused: {verdict}"}
+    for name, data in valid_safetensors().items():
+        path = IO / f"st-valid-{name}.safetensors"
+        path.write_bytes(data)
+        tensors, metadata = read_safetensors_py(path)
+        expected[path.name] = describe(tensors, metadata)
+    expected["safetensors-rules"] = rules
     (IO / "expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
 
     for name, write in exploits().items():
         write(IO / f"pwned-{name}.ckpt")
+    refused_in_state(IO / "refused-in-state.ckpt")
+    refused_dict_value(IO / "refused-dict-value.ckpt")
+    refused_as_key(IO / "refused-as-key.ckpt")
+    for name in REFUSED_GLOBALS:
+        write_pickle_zip(IO / f"refused-global-{name}.ckpt", refused_global_pickle(name))
     for name, data in opcode_files().items():
         write_pickle_zip(IO / f"opcode-{name}.ckpt", data)
 

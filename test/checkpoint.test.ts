@@ -277,6 +277,29 @@ describe('loadTensors: files written by Python', () => {
     assert.deepEqual(floats(loaded.int32_scalar), [-17]);
   });
 
+  it('a .ckpt nesting the state_dict twice ({"state_dict": {"state_dict": ...}}): exactly the inner dict', async () => {
+    const twice = await sd.loadTensors(fixture('io', 'nested-twice.ckpt'));
+    checkAgainst(twice, expected['nested-twice.ckpt'].tensors, 'nested-twice');
+    // the same tensors as the same state_dict nested once
+    checkAgainst(twice, expected['nested.ckpt'].tensors, 'nested-twice vs nested');
+  });
+
+  it('a .ckpt whose "state_dict" holds itself (a pickle cycle): the unwrapping stops', async () => {
+    const file = fixture('io', 'nested-cycle.ckpt');
+    const loaded = await sd.loadTensors(file);
+    checkAgainst(loaded, expected['nested-cycle.ckpt'].tensors, 'nested-cycle');
+    assert.deepEqual(floats(loaded.w), [0, 1, 2]);
+    // the cycle does not keep the file mapped once its tensors are gone
+    loaded.w.dispose();
+    if (fs.existsSync('/proc/self/maps')) assert.ok(!fs.readFileSync('/proc/self/maps', 'utf8').includes(file), `${file} is still mapped`);
+  });
+
+  for (const name of ['lightning', 'lightning-p4']) {
+    it(`a Lightning .ckpt (${name}): ModelCheckpoint class and instance as "callbacks" keys, numpy global_step, array, dtype, sets: exactly the state_dict`, async () => {
+      checkAgainst(await sd.loadTensors(fixture('io', `${name}.ckpt`)), expected[`${name}.ckpt`].tensors, name);
+    });
+  }
+
   it('loaded tensors work in math and outlive the other tensors of their file', async () => {
     const loaded = await sd.loadTensors(fixture('io', 'flat.ckpt'));
     const sum = loaded.base.slice(0, 0, 12).add(loaded.view_offset);
@@ -309,11 +332,105 @@ describe('loadTensors: refuses code in .ckpt pickles', () => {
     assert.equal(fs.existsSync(marker), false);
   });
 
+  it('an os.system call hidden in the state of an allowed (inert) ModelCheckpoint is refused and nothing runs', async () => {
+    const marker = '/tmp/sdtorch-pwned-in-state';
+    fs.rmSync(marker, { force: true });
+    const file = fixture('io', 'refused-in-state.ckpt');
+    await rejects(sd.loadTensors(file), /refused/, 'posix.system', file);
+    assert.equal(fs.existsSync(marker), false);
+  });
+
+  it('a refused global as a plain dict value or as a "callbacks" key is refused', async () => {
+    await rejects(sd.loadTensors(fixture('io', 'refused-dict-value.ckpt')), /refused/, "'builtins.getattr'");
+    await rejects(sd.loadTensors(fixture('io', 'refused-as-key.ckpt')), /refused/, "'subprocess.Popen'");
+  });
+
+  const refusedGlobals = fs
+    .readdirSync(fixture('io'))
+    .map((f) => /^refused-global-(.+)\.ckpt$/.exec(f)?.[1])
+    .filter((g): g is string => g !== undefined);
+  it('the fixture script wrote the refused globals (posix.system, builtins.eval, torch.load, look-alikes ...)', () => {
+    assert.ok(refusedGlobals.length >= 14, refusedGlobals.join());
+    for (const g of ['posix.system', 'nt.system', 'builtins.eval', 'builtins.__import__', 'torch.load', 'pytorch_lightning.callbacksX.y']) assert.ok(refusedGlobals.includes(g), g);
+  });
+  for (const global of refusedGlobals) {
+    it(`${global} stays refused`, async () => {
+      await rejects(sd.loadTensors(fixture('io', `refused-global-${global}.ckpt`)), /^'.*': refused: the checkpoint references/, `'${global}'`);
+    });
+  }
+
   for (const op of ['obj', 'newobj']) {
     it(`${op.toUpperCase()} on an allowed class is refused for the opcode itself`, async () => {
       await rejects(sd.loadTensors(fixture('io', `opcode-${op}.ckpt`)), /refused/, /opcode/);
     });
   }
+});
+
+describe("loadTensors: safetensors files that break the format's rules are refused, as Python's safetensors refuses them", () => {
+  const expected = JSON.parse(fs.readFileSync(fixture('io', 'expected.json'), 'utf8')) as {
+    'safetensors-rules': Record<string, { rule: string; python: string }>;
+  } & Record<string, { metadata?: Record<string, string>; tensors: Expected }>;
+  const rules = expected['safetensors-rules'];
+  // What our message must name, per fixture (test/fixtures/io/st-*.safetensors).
+  const says: Record<string, RegExp> = {
+    'st-overlap.safetensors': /tensor 'b' \(bytes 4\.\.12\) overlaps tensor 'a' \(bytes 0\.\.8\)/,
+    'st-overlap-same.safetensors': /tensor 'b' \(bytes 0\.\.8\) overlaps tensor 'a' \(bytes 0\.\.8\)/,
+    'st-gap.safetensors': /no tensor covers bytes 8\.\.12 of its data, before tensor 'b'/,
+    'st-gap-start.safetensors': /no tensor covers bytes 0\.\.4 of its data, before tensor 'a'/,
+    'st-trailing.safetensors': /8 bytes after the last tensor's data belong to no tensor/,
+    'st-metadata-number.safetensors': /__metadata__ value 'step' is not a string/,
+    'st-metadata-object.safetensors': /__metadata__ value 'x' is not a string/,
+    'st-metadata-not-object.safetensors': /__metadata__ is not a JSON object/,
+    'st-header-too-large.safetensors': /header claims 100000001 bytes, more than the 100000000/,
+    'st-header-leading-space.safetensors': /header starts with whitespace where the safetensors format requires '\{'/,
+    'st-header-nul-padding.safetensors': /malformed JSON header \(trailing characters/,
+    'st-duplicate-name.safetensors': /names 'a' twice/,
+    'st-bad-utf8.safetensors': /header is not valid UTF-8/,
+    'st-float-offset.safetensors': /tensor 'a' has bad data_offsets/,
+  };
+
+  it('every rule has a fixture and an expected message', () => {
+    assert.deepEqual(Object.keys(rules).sort(), Object.keys(says).sort());
+  });
+
+  for (const [name, pattern] of Object.entries(says)) {
+    it(`${name}: refused, saying what is wrong (loadTensors and loadMetadata)`, async () => {
+      const file = fixture('io', name);
+      await rejects(sd.loadTensors(file), file, /is damaged/, pattern);
+      await rejects(sd.loadMetadata(file), file, pattern);
+      // Python's verdict when the fixture was written. The format requires the header to start
+      // with '{'; Python's reader tolerates leading whitespace, we follow the format.
+      if (name === 'st-header-leading-space.safetensors') assert.equal(rules[name].python, 'accepted');
+      else assert.match(rules[name].python, /^refused: /, `${name}: ${rules[name].rule}`);
+    });
+  }
+
+  it('a valid file in odd shape (header order unlike offset order, an empty tensor, an extra field, space padding) loads as Python reads it', async () => {
+    const file = fixture('io', 'st-valid-unordered.safetensors');
+    checkAgainst(await sd.loadTensors(file), expected['st-valid-unordered.safetensors'].tensors, 'st-valid-unordered');
+    assert.deepEqual(await sd.loadMetadata(file), expected['st-valid-unordered.safetensors'].metadata);
+  });
+
+  it('files we write keep the rules: no tensors, empty tensors, metadata only; Python reads them too', async () => {
+    const { dir, cleanup } = tmpDir();
+    try {
+      const none = path.join(dir, 'none.safetensors');
+      await sd.saveTensors(none, {}, { metadata: { a: 'b' } });
+      assert.deepEqual(await sd.loadTensors(none), {});
+      assert.deepEqual(await sd.loadMetadata(none), { a: 'b' });
+      const empties = path.join(dir, 'empties.safetensors');
+      await sd.saveTensors(empties, { e0: sd.Tensor.from([], [0]), x: sd.Tensor.from([1, 2, 3], [3]), e1: sd.Tensor.from(new Int32Array(0), [2, 0]) });
+      const back = await sd.loadTensors(empties);
+      assert.deepEqual(floats(back.x), [1, 2, 3]);
+      assert.deepEqual(back.e1.shape, [2, 0]);
+      for (const file of [none, empties]) {
+        const py = JSON.parse(python(PY_READ_SAFETENSORS, [file])) as { tensors: Expected };
+        assert.deepEqual(Object.keys(py.tensors).sort(), Object.keys(await sd.loadTensors(file)).sort(), file);
+      }
+    } finally {
+      cleanup();
+    }
+  });
 });
 
 describe('loadTensors: damaged and unsupported files', () => {

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as sd from '../lib';
+import { native } from '../lib/native/load';
 import { randomTensors, tinyCheckpoint } from './tiny';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sdtorch-load-'));
@@ -75,6 +76,40 @@ describe('loadPipeline', function () {
       assert.match(err.message, /SD 1\.x/);
     });
   }
+
+  // The CLIP layout of older transformers (no `text_model.`), as A1111 maps it.
+  const oldClipName = (k: string) => k.replace(/^cond_stage_model\.transformer\.text_model\.(embeddings|encoder|final_layer_norm)\./, 'cond_stage_model.transformer.$1.');
+
+  it('loads the older CLIP key layout (no text_model.): the same text encoder and UNet outputs, bit for bit, and info agrees', async function () {
+    const ts = randomTensors();
+    const old = Object.fromEntries(Object.entries(ts).map(([k, v]) => [oldClipName(k), v]));
+    assert.ok(!Object.keys(old).some((k) => k.includes('text_model')), 'the old layout has no text_model. names');
+    assert.ok(Object.keys(old).includes('cond_stage_model.transformer.encoder.layers.0.self_attn.q_proj.weight'));
+    const [newFile, oldFile] = [await write('clip-new.safetensors', ts), await write('clip-old.safetensors', old)];
+    const [a, b] = [await sd.loadPipeline(newFile, { device: 'cpu' }), await sd.loadPipeline(oldFile, { device: 'cpu' })];
+    try {
+      const ids = a.tokenizer.encode(['a photo of a cat', 'two dogs']);
+      const [ca, cb] = [await a.textEncoder.forward(ids), await b.textEncoder.forward(ids)];
+      assert.ok(ca.norm() > 0);
+      assert.equal(cb.sub(ca).norm(), 0);
+      const x = sd.randn([2, 4, 8, 8], new sd.Generator(3));
+      assert.equal((await b.unet.forward(x, 10, cb)).sub(await a.unet.forward(x, 10, ca)).norm(), 0);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+    for (const file of [newFile, oldFile]) assert.equal((await native().inspectFile({ path: file })).family, 'sd1', file);
+  });
+
+  it('refuses a file holding one CLIP weight in both layouts, naming both keys', async function () {
+    const ts = randomTensors();
+    const key = 'cond_stage_model.transformer.text_model.final_layer_norm.weight';
+    ts[oldClipName(key)] = ts[key].mul(2);
+    await assert.rejects(
+      sd.loadPipeline(await write('clip-both.safetensors', ts)),
+      /holds both '.*final_layer_norm\.weight' and '.*final_layer_norm\.weight', the same weight 'cond_stage_model\.transformer\.text_model\.final_layer_norm\.weight' in two key layouts/,
+    );
+  });
 
   it('rejects a missing file with its path, and the error carries the caller stack', async function () {
     const missing = path.join(tmp, 'nope.safetensors');

@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "addon/threads.h"
+
 namespace sdtorch::addon {
 
 inline std::string message_of(const std::exception& e) {
@@ -45,6 +47,7 @@ class Task : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
+      pin_this_thread();
       c10::InferenceMode inference;
       result_ = work_();
     } catch (const std::exception& e) {

@@ -9,6 +9,7 @@
 #include "addon/model.h"
 #include "addon/random.h"
 #include "addon/tensor.h"
+#include "addon/threads.h"
 #include "io/safetensors.h"
 #include "models/stable_diffusion.h"
 
@@ -141,6 +142,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                                     "). Use libtorch " SDTORCH_TORCH_VERSION " (LIBTORCH=/path/to/it, or pip install torch==" SDTORCH_TORCH_VERSION
                                     "), or rebuild against this one: npx sdtorch build");
   }
+  pin_thread_counts();
   TensorWrap::Init(env, exports);
   GeneratorWrap::Init(env, exports);
   ModelWrap::Init(env, exports);

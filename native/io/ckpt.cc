@@ -1,5 +1,6 @@
 #include "io/ckpt.h"
 
+#include <set>
 #include <stdexcept>
 
 #include "io/unpickler.h"
@@ -8,9 +9,43 @@
 namespace sdtorch {
 namespace {
 
+// The value of a string key as Python's dict holds it: a key set twice keeps its first place and
+// its last value.
+std::vector<std::pair<std::string, pickle::Ref>> str_items(const pickle::Ref& dict) {
+  std::vector<std::pair<std::string, pickle::Ref>> out;
+  std::map<std::string, size_t> at;
+  for (const auto& [k, v] : dict->entries) {
+    if (k->kind != pickle::Value::Str) continue;
+    auto [it, fresh] = at.emplace(k->s, out.size());
+    if (fresh) out.emplace_back(k->s, v);
+    else out[it->second].second = v;
+  }
+  return out;
+}
+
 void flatten(const pickle::Ref& dict, TensorFile& out) {
-  for (const auto& [k, v] : dict->entries)
-    if (k->kind == pickle::Value::Str && v->kind == pickle::Value::Tensor) out.tensors.emplace_back(k->s, v->tensor);
+  for (const auto& [k, v] : str_items(dict))
+    if (v->kind == pickle::Value::Tensor) out.tensors.emplace_back(k, v->tensor);
+}
+
+// The dict under key "state_dict", or null.
+pickle::Ref state_dict_of(const pickle::Ref& dict) {
+  for (const auto& [k, v] : str_items(dict))
+    if (k == "state_dict") return v->kind == pickle::Value::Dict ? v : nullptr;
+  return nullptr;
+}
+
+// Lightning-style checkpoints nest the weights under "state_dict", some of them twice: unwrap as
+// diffusers does, while the dict holds a "state_dict" dict. A pickle can make a dict its own
+// "state_dict" (the memo allows cycles), so a dict seen before ends the walk.
+pickle::Ref weights_of(const pickle::Ref& root) {
+  pickle::Ref dict = root;
+  std::set<const pickle::Value*> seen{dict.get()};
+  while (pickle::Ref inner = state_dict_of(dict)) {
+    if (!seen.insert(inner.get()).second) break;
+    dict = inner;
+  }
+  return dict;
 }
 
 }  // namespace
@@ -47,25 +82,20 @@ TensorFile read_ckpt(const std::shared_ptr<MappedFile>& file) {
       damaged(path, "storage '" + key + "' is shorter than its tensors need");
     return view_of(file, it->second.offset, {numel}, dtype);
   };
-  pickle::Ref root;
+  TensorFile out;
+  out.format = "ckpt";
+  bool is_dict = false;
   try {
-    root = pickle::unpickle(file->data + pkl->second.offset, pkl->second.size, load_storage);
+    pickle::unpickle(file->data + pkl->second.offset, pkl->second.size, load_storage, [&](const pickle::Ref& root) {
+      if ((is_dict = root->kind == pickle::Value::Dict)) flatten(weights_of(root), out);
+    });
   } catch (const std::exception& e) {
     std::string msg = e.what();
     if (msg.rfind("refused", 0) == 0) throw std::runtime_error("'" + path + "': " + msg);
     if (msg.find("is damaged") != std::string::npos) throw;
     damaged(path, msg);
   }
-  TensorFile out;
-  out.format = "ckpt";
-  if (root->kind != pickle::Value::Dict) throw std::runtime_error("'" + path + "' does not hold a dict of tensors");
-  // Lightning-style checkpoints nest the weights under "state_dict".
-  for (const auto& [k, v] : root->entries)
-    if (k->kind == pickle::Value::Str && k->s == "state_dict" && v->kind == pickle::Value::Dict) {
-      flatten(v, out);
-      return out;
-    }
-  flatten(root, out);
+  if (!is_dict) throw std::runtime_error("'" + path + "' does not hold a dict of tensors");
   return out;
 }
 

@@ -141,8 +141,15 @@ struct Parser {
     if (p < end && (*p == '-' || *p == '+')) ++p;
     while (p < end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '-' || *p == '+')) ++p;
     if (p == s) fail("unexpected character");
+    const std::string text(s, p);
     v.kind = Value::Number;
-    v.number = std::stod(std::string(s, p));
+    v.integer = text.find_first_of(".eE+") == std::string::npos;
+    try {
+      v.number = std::stod(text);
+    } catch (const std::exception&) {  // "-", "1e999": std::stod's own message says only "stod"
+      p = s;
+      fail("bad number");
+    }
     return v;
   }
 };

@@ -11,6 +11,7 @@ namespace sdtorch::json {
 struct Value {
   enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
   double number = 0;
+  bool integer = false;  // Number written without fraction or exponent (safetensors sizes must be)
   bool boolean = false;
   std::string str;
   std::vector<Value> items;

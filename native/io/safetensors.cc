@@ -3,17 +3,23 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <stdexcept>
+#include <tuple>
 
 #include "io/json.h"
 
 namespace sdtorch {
 namespace {
+
+constexpr uint64_t kMaxHeaderSize = 100'000'000;  // safetensors' MAX_HEADER_SIZE
 
 const std::pair<const char*, at::ScalarType> kDtypes[] = {
     {"F64", at::kDouble}, {"F32", at::kFloat}, {"F16", at::kHalf}, {"BF16", at::kBFloat16}, {"I64", at::kLong},
@@ -33,21 +39,58 @@ const char* dtype_name(at::ScalarType t) {
   throw std::runtime_error(std::string("cannot save dtype ") + c10::toString(t) + " to safetensors");
 }
 
-// A non-negative integer that fits a tensor size or byte offset exactly (JSON numbers are doubles).
+// A non-negative integer that fits a tensor size or byte offset exactly (JSON numbers are doubles),
+// written as an integer (Python's safetensors refuses 8.0 for a size).
 bool is_count(const json::Value& v) {
-  return v.kind == json::Value::Number && v.number >= 0 && v.number <= 9007199254740992.0 && v.number == double(uint64_t(v.number));
+  return v.kind == json::Value::Number && v.integer && v.number >= 0 && v.number <= 9007199254740992.0 &&
+         v.number == double(uint64_t(v.number));
 }
+
+// serde_json, which Python's safetensors parses headers with, refuses anything but UTF-8.
+bool is_utf8(const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n;) {
+    uint8_t c = p[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (!len || n - i < len) return false;
+    uint32_t cp = len == 1 ? c : c & (0x7F >> len);
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    // overlong forms, UTF-16 surrogates, beyond U+10FFFF
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || (cp >= 0xD800 && cp < 0xE000) ||
+        cp > 0x10FFFF)
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+std::string range(uint64_t begin, uint64_t end) { return "bytes " + std::to_string(begin) + ".." + std::to_string(end); }
 
 }  // namespace
 
+// The format's rules, as Python's safetensors (safetensors/src/tensor.rs, read_metadata and
+// validate) enforces them: a header of at most 100,000,000 bytes, UTF-8 JSON starting with '{',
+// string-only __metadata__, each name once, and byte ranges that tile the data section exactly:
+// sorted by offset the first starts at 0, each starts where the one before ends, the last ends at
+// the end of the file. Anything else could be a polyglot file, or two names sharing bytes.
 TensorFile read_safetensors(const std::shared_ptr<MappedFile>& file, bool header_only) {
   const std::string& path = file->path;
   uint64_t n = 0;
   std::memcpy(&n, file->data, 8);
+  if (n > kMaxHeaderSize)
+    damaged(path, "its header claims " + std::to_string(n) + " bytes, more than the " + std::to_string(kMaxHeaderSize) +
+                      " a safetensors header may have");
   if (n > file->size - 8) damaged(path, "its header is cut off (the file is truncated)");
+  const uint8_t* head = file->data + 8;
+  if (n == 0 || head[0] != '{')
+    damaged(path, std::string("its header starts with ") + (n && std::isspace(head[0]) ? "whitespace" : "something else") +
+                      " where the safetensors format requires '{'");
+  if (!is_utf8(head, n)) damaged(path, "its header is not valid UTF-8");
   json::Value header;
   try {
-    header = json::parse(reinterpret_cast<const char*>(file->data + 8), n);
+    header = json::parse(reinterpret_cast<const char*>(head), n);
   } catch (const std::exception& e) {
     damaged(path, e.what());
   }
@@ -55,10 +98,21 @@ TensorFile read_safetensors(const std::shared_ptr<MappedFile>& file, bool header
   const uint64_t base = 8 + n, data_size = file->size - base;
   TensorFile out;
   out.format = "safetensors";
+  struct Span {
+    uint64_t begin, end;
+    const std::string* key;
+  };
+  std::vector<Span> spans;
+  std::set<std::string> names;
   for (const auto& [key, info] : header.members) {
+    if (!names.insert(key).second) damaged(path, "its header names '" + key + "' twice");
     if (key == "__metadata__") {
-      for (const auto& [mk, mv] : info.members)
-        if (mv.kind == json::Value::String) out.metadata[mk] = mv.str;
+      if (info.kind != json::Value::Object) damaged(path, "its __metadata__ is not a JSON object of strings");
+      for (const auto& [mk, mv] : info.members) {
+        if (mv.kind != json::Value::String)
+          damaged(path, "its __metadata__ value '" + mk + "' is not a string (safetensors metadata holds only strings)");
+        out.metadata[mk] = mv.str;  // a key given twice keeps its last value, as in Python
+      }
       continue;
     }
     const json::Value *dt = info.find("dtype"), *shape = info.find("shape"), *offs = info.find("data_offsets");
@@ -70,21 +124,39 @@ TensorFile read_safetensors(const std::shared_ptr<MappedFile>& file, bool header
     uint64_t numel = 1, nbytes = 0;
     bool overflow = false;
     for (auto& s : shape->items) {
-      if (!is_count(s)) damaged(path, "tensor '" + key + "' has a bad shape");
+      if (!is_count(s)) damaged(path, "tensor '" + key + "' has a bad shape (sizes must be non-negative integers)");
       dims.push_back(int64_t(s.number));
       overflow |= __builtin_mul_overflow(numel, uint64_t(s.number), &numel);
     }
     overflow |= __builtin_mul_overflow(numel, uint64_t(c10::elementSize(dtype)), &nbytes);
     if (!is_count(offs->items[0]) || !is_count(offs->items[1]))
-      damaged(path, "tensor '" + key + "' has bad data_offsets");
+      damaged(path, "tensor '" + key + "' has bad data_offsets (two non-negative integers)");
     uint64_t begin = uint64_t(offs->items[0].number), end = uint64_t(offs->items[1].number);
     if (overflow || end < begin || end - begin != nbytes)
       damaged(path, "tensor '" + key + "' has a size that does not match its shape");
     if (end > data_size)
       damaged(path, "tensor '" + key + "' lies beyond the end of the file (the file is truncated: " +
                         std::to_string(file->size) + " bytes, needs " + std::to_string(base + end) + ")");
+    spans.push_back({begin, end, &key});
     if (!header_only) out.tensors.emplace_back(key, view_of(file, base + begin, dims, dtype));
   }
+  // The tensors stay in header order; the tiling is checked in offset order.
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
+  uint64_t covered = 0;
+  const Span* prev = nullptr;
+  for (const Span& s : spans) {
+    if (s.begin < covered)
+      damaged(path, "tensor '" + *s.key + "' (" + range(s.begin, s.end) + ") overlaps tensor '" + *prev->key + "' (" +
+                        range(prev->begin, prev->end) + "); safetensors tensors may not share bytes");
+    if (s.begin > covered)
+      damaged(path, "no tensor covers " + range(covered, s.begin) + " of its data, before tensor '" + *s.key +
+                        "'; safetensors tensors must follow one another from byte 0 without gaps");
+    covered = s.end;
+    prev = &s;
+  }
+  if (covered != data_size)
+    damaged(path, std::to_string(data_size - covered) + " bytes after the last tensor's data belong to no tensor (" +
+                      range(covered, data_size) + " of the data); a safetensors file ends where its last tensor ends");
   return out;
 }
 
@@ -102,7 +174,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
       header += (first ? "" : ",") + json::quote(k) + ":" + json::quote(v);
       first = false;
     }
-    header += "},";
+    header += "}";
   }
   uint64_t offset = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -110,7 +182,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     if (name == "__metadata__") throw std::runtime_error("a tensor cannot be named '__metadata__' in a safetensors file");
     at::Tensor t = t0.to(at::kCPU).contiguous();
     uint64_t bytes = t.nbytes();
-    header += (i ? "," : "") + json::quote(name) + ":{\"dtype\":\"" + dtype_name(t.scalar_type()) + "\",\"shape\":[";
+    header += (header.size() > 1 ? "," : "") + json::quote(name) + ":{\"dtype\":\"" + dtype_name(t.scalar_type()) + "\",\"shape\":[";
     for (int64_t d = 0; d < t.dim(); ++d) header += (d ? "," : "") + std::to_string(t.size(d));
     header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";
     offset += bytes;

@@ -1,5 +1,6 @@
 #include "io/tensor_file.h"
 
+#include <cstring>
 #include <stdexcept>
 
 #include "io/ckpt.h"
@@ -17,6 +18,21 @@ at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at:
   throw std::runtime_error("'" + path + "' is damaged: " + why + ". Download or copy it again.");
 }
 
+namespace {
+
+// A header length that fits the file, then JSON whitespace and '{': a safetensors file whose header
+// does not start with '{' as the format requires (Python's safetensors reads it anyway).
+bool looks_like_safetensors(const MappedFile& f) {
+  uint64_t n = 0;
+  std::memcpy(&n, f.data, 8);
+  if (n < 2 || n > f.size - 8) return false;
+  for (const uint8_t* p = f.data + 8; p < f.data + 8 + n; ++p)
+    if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') return *p == '{';
+  return false;
+}
+
+}  // namespace
+
 TensorFile load_tensor_file(const std::string& path, bool header_only) {
   auto file = MappedFile::open(path);
   const char* supported = "expected .safetensors or a PyTorch zip checkpoint (.ckpt/.pt/.pth)";
@@ -29,6 +45,7 @@ TensorFile load_tensor_file(const std::string& path, bool header_only) {
   if (d[0] == 0x80 && d[1] <= 5)
     throw std::runtime_error("'" + path + "' is a legacy (pre-zip) PyTorch pickle, which is not supported; " +
                              "re-save it with a current torch.save or convert it to .safetensors");
+  if (looks_like_safetensors(*file)) return read_safetensors(file, header_only);  // it says what is wrong
   throw std::runtime_error("'" + path + "' is not a supported checkpoint: " + supported);
 }
 

@@ -16,6 +16,25 @@ const std::map<std::string, at::ScalarType> kStorageTypes = {
 };
 // Callables REDUCE may apply; each is implemented here, never looked up.
 const char* kCallables[] = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter"};
+// What real checkpoints carry besides tensors (the allow-list of A1111's safe unpickler): numpy
+// scalars and arrays (`global_step`), their dtypes, the bytes protocol 2 writes through
+// _codecs.encode, sets, and Lightning's callbacks (SD 1.4's .ckpt keys "callbacks" by the
+// ModelCheckpoint class). They become inert placeholders: never imported, never called.
+const char* kInert[] = {
+    "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct", "numpy._core.multiarray.scalar",
+    "numpy._core.multiarray._reconstruct", "numpy.dtype", "numpy.ndarray", "_codecs.encode", "builtins.set",
+    "__builtin__.set", "builtins.frozenset", "__builtin__.frozenset",
+};
+// Whole modules of inert classes; the trailing dot keeps "pytorch_lightning.callbacksX" out.
+const char* kInertModules[] = {"pytorch_lightning.callbacks.", "lightning.pytorch.callbacks."};
+
+bool is_inert(const std::string& name) {
+  for (const char* n : kInert)
+    if (name == n) return true;
+  for (const char* m : kInertModules)
+    if (name.rfind(m, 0) == 0) return true;
+  return false;
+}
 
 Ref make(Value::Kind k) {
   auto v = std::make_shared<Value>();
@@ -61,6 +80,18 @@ Ref rebuild_tensor(const std::vector<Ref>& args) {
 class Unpickler {
  public:
   Unpickler(const uint8_t* d, size_t n, const StorageLoader& l) : p_(d), end_(d + n), load_(l) {}
+
+  // Empties every value made, which breaks any reference cycle among them.
+  void release() {
+    stack_.clear();
+    memo_.clear();
+    for (auto& w : made_)
+      if (Ref v = w.lock()) {
+        v->items.clear();
+        v->entries.clear();
+        v->state.reset();
+      }
+  }
 
   Ref run() {
     while (true) {
@@ -135,15 +166,35 @@ class Unpickler {
           push(global(mod->s + "." + name->s));
           break;
         }
+        case 0x8f: push(make(Value::Set)); break;                 // EMPTY_SET
+        case 0x90: {                                              // ADDITEMS
+          auto vs = pop_mark();
+          auto& set = top();
+          if (set->kind != Value::Set) fail("damaged pickle (ADDITEMS to a non-set)");
+          set->items.insert(set->items.end(), vs.begin(), vs.end());
+          break;
+        }
+        case 0x91: { auto v = make(Value::Set); v->items = pop_mark(); push(v); break; }  // FROZENSET
         case 'Q': push(persistent(pop())); break;                 // BINPERSID
         case 'R': {                                               // REDUCE
           auto args = pop(), fn = pop();
           push(reduce(fn, args));
           break;
         }
-        case 'b': {                                               // BUILD: state of an OrderedDict (_metadata) is dropped
-          pop();
-          if (top()->kind != Value::Dict && top()->kind != Value::Tensor) fail("refused: BUILD on a non-dict object");
+        case 0x81: {                                              // NEWOBJ: cls.__new__(cls, *args)
+          auto args = pop(), cls = pop();
+          if (cls->kind != Value::Inert)
+            fail("refused: pickle opcode NEWOBJ on " + (cls->kind == Value::Global ? "'" + cls->s + "'" : std::string("a non-class")) +
+                 " is not allowed in a checkpoint (only inert placeholders are instantiated)");
+          push(inert_call(cls, args));
+          break;
+        }
+        case 'b': {                                               // BUILD
+          auto state = pop();
+          auto& obj = top();
+          if (obj->kind == Value::Object) obj->state = state;     // recorded, never applied
+          // the state of an OrderedDict (_metadata) or a tensor is dropped
+          else if (obj->kind != Value::Dict && obj->kind != Value::Tensor) fail("refused: BUILD on a non-dict object");
           break;
         }
         default: {
@@ -162,6 +213,7 @@ class Unpickler {
   std::vector<Ref> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Ref> memo_;
+  std::vector<std::weak_ptr<Value>> made_;  // every value made, for release()
 
   const uint8_t* take(size_t n) {
     if (size_t(end_ - p_) < n) fail("damaged pickle (truncated)");
@@ -184,6 +236,7 @@ class Unpickler {
   }
   void push(Ref v) {
     if (stack_.size() > (1u << 24)) fail("damaged pickle (stack overflow)");
+    made_.push_back(v);  // every value passes the stack (memo values again: harmless)
     stack_.push_back(std::move(v));
   }
   void push_int(int64_t i) { auto v = make(Value::Int); v->i = i; push(v); }
@@ -237,9 +290,23 @@ class Unpickler {
         v->s = name;
         return v;
       }
+    if (is_inert(name)) {
+      auto v = make(Value::Inert);
+      v->s = name;
+      return v;
+    }
     fail("refused: the checkpoint references '" + name +
-         "', which is not a tensor, storage or plain container; it may contain code, so it was not loaded. "
+         "', which is not a tensor, storage, plain container or known inert object (numpy scalar, Lightning "
+         "callback); it may contain code, so it was not loaded. "
          "Convert it to .safetensors with a tool you trust, or re-save only its state_dict.");
+  }
+  // A record of calling an inert global: its name and arguments, nothing evaluated.
+  static Ref inert_call(const Ref& fn, const Ref& args) {
+    if (args->kind != Value::Tuple) fail("damaged pickle (arguments of '" + fn->s + "' are not a tuple)");
+    auto o = make(Value::Object);
+    o->s = fn->s;
+    o->items = args->items;
+    return o;
   }
   Ref persistent(const Ref& pid) {
     // ('storage', StorageType, key, location, numel)
@@ -252,6 +319,7 @@ class Unpickler {
     return t;
   }
   static Ref reduce(const Ref& fn, const Ref& args) {
+    if (fn->kind == Value::Inert) return inert_call(fn, args);
     if (fn->kind != Value::Global) fail("refused: REDUCE on something that is not an allowed callable");
     if (args->kind != Value::Tuple) fail("damaged pickle (REDUCE arguments)");
     if (fn->s == "collections.OrderedDict") {
@@ -267,8 +335,13 @@ class Unpickler {
 
 }  // namespace
 
-Ref unpickle(const uint8_t* data, size_t size, const StorageLoader& load_storage) {
-  return Unpickler(data, size, load_storage).run();
+void unpickle(const uint8_t* data, size_t size, const StorageLoader& load_storage, const std::function<void(const Ref& root)>& use) {
+  Unpickler u(data, size, load_storage);
+  struct Release {
+    Unpickler& u;
+    ~Release() { u.release(); }
+  } release{u};
+  use(u.run());
 }
 
 }  // namespace sdtorch::pickle

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "models/clip.h"
+#include "models/keys.h"
 #include "models/unet.h"
 #include "models/vae.h"
 
@@ -32,15 +33,16 @@ Family tiny() {
   return f;
 }
 
+// Lookups by the names loading uses (models/keys.h), so detection and loading see one file.
 bool has_prefix(const TensorFile& f, const std::string& prefix) {
   for (const auto& [k, t] : f.tensors)
-    if (k.rfind(prefix, 0) == 0) return true;
+    if (canonical_key(k).rfind(prefix, 0) == 0) return true;
   return false;
 }
 
 const at::Tensor* find(const TensorFile& f, const std::string& key) {
   for (const auto& [k, t] : f.tensors)
-    if (k == key) return &t;
+    if (canonical_key(k) == key) return &t;
   return nullptr;
 }
 

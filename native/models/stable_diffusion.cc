@@ -3,6 +3,8 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "models/keys.h"
+
 namespace sdtorch {
 
 namespace {
@@ -45,8 +47,10 @@ void load_component(nn::Module& module, const std::unordered_map<std::string, at
 
 }  // namespace
 
-std::shared_ptr<StableDiffusion> load_stable_diffusion(const TensorFile& file, const std::string& path, at::Device device,
+std::shared_ptr<StableDiffusion> load_stable_diffusion(const TensorFile& original, const std::string& path, at::Device device,
                                                        at::ScalarType dtype) {
+  // Other key layouts of the same weights load under the names below (models/keys.h).
+  const TensorFile file = with_canonical_keys(original, path);
   auto sd = std::make_shared<StableDiffusion>();
   sd->family = detect_family(file, path);
   sd->clip = ClipTextModel(sd->family.clip);
