@@ -65,8 +65,6 @@ const count = (v: string | undefined, name: string): number | undefined => {
 
 const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
 
-const num = (v: string | undefined): number | undefined => (v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined);
-
 /** The generation parameters of a PNG made by sdtorch or A1111. */
 function fromPng(file: string): InfotextOptions {
   const text = readPngText(fs.readFileSync(file)).parameters;
@@ -119,7 +117,7 @@ async function generate(args: string[]): Promise<void> {
   const batchSize = count(values.batch, 'batch');
   const width = count(values.width, 'width') ?? from?.width;
   const height = count(values.height, 'height') ?? from?.height;
-  const clipSkip = count(values['clip-skip'], 'clip-skip') ?? num(from?.params['Clip skip']);
+  const clipSkip = count(values['clip-skip'], 'clip-skip') ?? from?.clipSkip;
   const weights = await resolveWeights({
     weights: values.weights,
     onProgress: (done: number, total: number) => process.stderr.write(`\rdownloading weights: ${(done / 2 ** 20).toFixed(0)}/${(total / 2 ** 20).toFixed(0)} MiB`),
@@ -135,7 +133,7 @@ async function generate(args: string[]): Promise<void> {
     schedule: values.schedule as 'default' | 'karras' | undefined,
     seed: values.seed ?? from?.seed,
     ...(clipSkip !== undefined ? { clipSkip } : {}),
-    ...(values.emphasis !== undefined ? { emphasis: values.emphasis as Emphasis } : {}),
+    ...(values.emphasis !== undefined || from?.emphasis ? { emphasis: (values.emphasis as Emphasis | undefined) ?? from!.emphasis! } : {}),
     ...(values.embeddings ? { embeddingDirs: values.embeddings } : {}),
     width,
     height,

@@ -179,6 +179,9 @@ def main():
     torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": e1.vec}, "name": "shinycat", "step": 1000}, emb_dir / "shinycat.pt")
     save_file({"emb_params": e2.vec.contiguous()}, str(emb_dir / "darkstyle.safetensors"))
     torch.save({"<mytok>": e3.vec[0].clone()}, emb_dir / "mytok.bin")
+    # older A1111 files: the vectors in a torch.nn.ParameterDict (loaded, not used in the cases below)
+    legacy = torch.nn.ParameterDict({"*": torch.nn.Parameter(torch.randn(2, 32, generator=g) * 0.3)})
+    torch.save({"string_to_token": {"*": 265}, "string_to_param": legacy, "name": "legacy", "step": 5}, emb_dir / "legacyparams.pt")
     embeddings = [e1, e2, e3]
 
     words = ("cat dog house tree river mountain sky cloud light shadow red blue green golden painting photo portrait "

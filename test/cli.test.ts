@@ -68,6 +68,21 @@ describe('sdtorch CLI', function () {
     assert.match(r.err, /SDTORCH_WEIGHTS/);
   });
 
+  it('--embeddings, --clip-skip and --emphasis reach the image; --from-png makes the same image again', function () {
+    const emb = path.join(repoRoot, 'test', 'fixtures', 'embeddings');
+    const first = path.join(dir, 'ti.png');
+    const a = run(['generate', 'a (darkstyle:1.3) cat, [dog:cat:0.5]', '--embeddings', emb, '--clip-skip', '2', '--emphasis', 'no-norm', '--steps', '2', '--seed', '9', '--width', '16', '--height', '16', '--weights', weights, '--out', first]);
+    assert.equal(a.code, 0, a.err);
+    const params = readPngText(fs.readFileSync(first)).parameters!;
+    assert.match(params, /^a \(darkstyle:1\.3\) cat, \[dog:cat:0\.5\]\nSteps: 2, .*Seed: 9, Size: 16x16, .*Clip skip: 2, TI hashes: "darkstyle: [0-9a-f]{12}", Emphasis: No norm/);
+    const again = path.join(dir, 'again.png');
+    const b = run(['generate', '--from-png', first, '--embeddings', emb, '--weights', weights, '--out', again]);
+    assert.equal(b.code, 0, b.err);
+    assert.ok(fs.readFileSync(again).equals(fs.readFileSync(first)), 'the same PNG, infotext included');
+    const bad = run(['generate', 'x', '--emphasis', 'loud', '--weights', weights]);
+    assert.match(bad.err, /--emphasis must be one of original, no-norm, ignore, none, got 'loud'/);
+  });
+
   it('says what was wrong with bad options', function () {
     const r = run(['generate', 'x', '--width', '100', '--weights', weights]);
     assert.equal(r.code, 1);

@@ -512,7 +512,7 @@ print(json.dumps(res))`,
       assert.equal(known[key], real);
       // Planted in the cache: a fresh process answers with it, so it did not read the file.
       fs.writeFileSync(store, JSON.stringify({ ...known, [key]: 'abcdef0123' }));
-      const inChild = () => spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(REPO_ROOT, 'dist', 'image'))}).modelHash(${JSON.stringify(file)}).then(console.log)`], { encoding: 'utf8' }).stdout.trim();
+      const inChild = () => spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(REPO_ROOT, 'dist', 'models', 'hash'))}).modelHash(${JSON.stringify(file)}).then(console.log)`], { encoding: 'utf8' }).stdout.trim();
       assert.equal(inChild(), 'abcdef0123');
       fs.utimesSync(file, new Date(), new Date(Date.now() + 5000));
       assert.equal(inChild(), real);

@@ -117,6 +117,10 @@ export interface InfotextOptions {
   height?: number;
   /** img2img's "Denoising strength". */
   strength?: number;
+  /** "Clip skip". */
+  clipSkip?: number;
+  /** "Emphasis": 'no-norm' for "No norm", 'ignore', 'none' (absent: A1111's default, 'original'). */
+  emphasis?: 'original' | 'no-norm' | 'ignore' | 'none';
   /** Every "key: value" pair, unparsed (Model, Model hash, Lora hashes, ...). */
   params: Record<string, string>;
 }
@@ -126,7 +130,7 @@ const num = (v: string | undefined): number | undefined => (v !== undefined && v
 /**
  * Reads an A1111 infotext (a PNG's "parameters") into generate() options: prompt, negative prompt,
  * Steps, Sampler (with A1111's separate "Schedule type" folded in: "DPM++ 2M" + "Karras"), CFG
- * scale, Seed, Size, Denoising strength. Fields it cannot read are left out; all are in `params`.
+ * scale, Seed, Size, Denoising strength, Clip skip, Emphasis. Fields it cannot read are left out; all are in `params`.
  */
 export function infotextOptions(text: string): InfotextOptions {
   const { prompt, negativePrompt, params } = parseInfotext(text);
@@ -142,6 +146,8 @@ export function infotextOptions(text: string): InfotextOptions {
     width: size ? Number(size[1]) : undefined,
     height: size ? Number(size[2]) : undefined,
     strength: num(params['Denoising strength']),
+    clipSkip: num(params['Clip skip']),
+    emphasis: ({ Original: 'original', 'No norm': 'no-norm', Ignore: 'ignore', None: 'none' } as const)[params['Emphasis'] as 'Original'],
   };
   for (const [k, v] of Object.entries(fields)) if (v !== undefined) Object.assign(out, { [k]: v });
   return out;

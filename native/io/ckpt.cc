@@ -23,9 +23,19 @@ std::vector<std::pair<std::string, pickle::Ref>> str_items(const pickle::Ref& di
   return out;
 }
 
-void flatten(const pickle::Ref& dict, TensorFile& out) {
-  for (const auto& [k, v] : str_items(dict))
-    if (v->kind == pickle::Value::Tensor) out.tensors.emplace_back(k, v->tensor);
+// Tensors of a dict by name; tensors in nested dicts (and in the state of inert objects such as a
+// ParameterDict) as "outer.inner" (A1111's embedding .pt keeps its vectors under
+// string_to_param['*']). A dict met again (the memo allows cycles) or 8 levels down ends the walk.
+void flatten(const pickle::Ref& dict, TensorFile& out, const std::string& prefix = "", std::set<const pickle::Value*>* seen = nullptr, int depth = 0) {
+  std::set<const pickle::Value*> own;
+  if (!seen) seen = &own;
+  if (depth > 8 || !seen->insert(dict.get()).second) return;
+  for (const auto& [k, v] : str_items(dict)) {
+    if (v->kind == pickle::Value::Tensor) out.tensors.emplace_back(prefix + k, v->tensor);
+    else if (v->kind == pickle::Value::Dict) flatten(v, out, prefix + k + ".", seen, depth + 1);
+    else if (v->kind == pickle::Value::Object && v->state && v->state->kind == pickle::Value::Dict)
+      flatten(v->state, out, prefix + k + ".", seen, depth + 1);
+  }
 }
 
 // The dict under key "state_dict", or null.

@@ -24,6 +24,8 @@ const char* kInert[] = {
     "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct", "numpy._core.multiarray.scalar",
     "numpy._core.multiarray._reconstruct", "numpy.dtype", "numpy.ndarray", "_codecs.encode", "builtins.set",
     "__builtin__.set", "builtins.frozenset", "__builtin__.frozenset",
+    // older textual-inversion .pt files keep their vectors in a ParameterDict (its state holds them)
+    "torch.nn.modules.container.ParameterDict",
 };
 // Whole modules of inert classes; the trailing dot keeps "pytorch_lightning.callbacksX" out.
 const char* kInertModules[] = {"pytorch_lightning.callbacks.", "lightning.pytorch.callbacks."};
