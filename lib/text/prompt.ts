@@ -128,9 +128,6 @@ export interface ExtraNetwork {
   named: Record<string, string>;
 }
 
-// re_extra_net = <(\w+):([^>]+)>
-const EXTRA_NET = new RegExp(`<(${PY_WORD}+):([^>]+)>`, 'gv');
-
 /**
  * A1111 extra_networks.parse_prompt: the text without <type:...> tags, and the tags in order.
  *
@@ -146,38 +143,64 @@ const EXTRA_NET = new RegExp(`<(${PY_WORD}+):([^>]+)>`, 'gv');
 export function extractExtraNetworks(prompt: string): { text: string; networks: ExtraNetwork[] } {
   if (typeof prompt !== 'string') throw new TypeError(`prompt must be a string, not ${typeof prompt}`);
   const networks: ExtraNetwork[] = [];
-  const text = prompt.replace(EXTRA_NET, (_m: string, type: string, args: string) => {
-    const items = args.split(':');
-    const positional: string[] = [];
-    const named: Record<string, string> = {};
-    for (const item of items) {
-      // Python item.split('=', 2): two parts exactly when there is a single '='.
-      const first = item.indexOf('=');
-      if (first >= 0 && item.indexOf('=', first + 1) < 0) named[item.slice(0, first)] = item.slice(first + 1);
-      else positional.push(item);
+  // re.sub(r"<(\w+):([^>]+)>", ...) by hand, in linear time (the regex backtracks quadratically on
+  // e.g. "<a:<a:<a:..." without a ">"): matches are leftmost and do not overlap; one starts at a
+  // "<", takes the whole run of word characters after it (at least one; ":" is not one), then ":",
+  // then at least one character up to the next ">".
+  let text = '';
+  let copied = 0;
+  for (let at = prompt.indexOf('<'); at >= 0; ) {
+    let end = at + 1;
+    while (end < prompt.length) {
+      const ch = String.fromCodePoint(prompt.codePointAt(end)!);
+      if (!PY_WORD_CHAR.test(ch)) break;
+      end += ch.length;
     }
-    const multiplier = positional.length > 1 ? pyFloat(positional[1]) : 1;
-    networks.push({ type, name: positional[0] ?? '', items, multiplier, positional, named });
-    return '';
-  });
+    if (end > at + 1 && prompt[end] === ':') {
+      const close = prompt.indexOf('>', end + 1);
+      if (close < 0) break; // no ">" further on: no later tag either
+      if (close > end + 1) {
+        networks.push(extraNetwork(prompt.slice(at + 1, end), prompt.slice(end + 1, close)));
+        text += prompt.slice(copied, at);
+        copied = close + 1;
+        at = prompt.indexOf('<', copied);
+        continue;
+      }
+    }
+    at = prompt.indexOf('<', at + 1);
+  }
+  text += prompt.slice(copied);
   return { text, networks };
+}
+
+/** ExtraNetworkParams(items=args.split(":")) and the LoRA handler's reading of it. */
+function extraNetwork(type: string, args: string): ExtraNetwork {
+  const items = args.split(':');
+  const positional: string[] = [];
+  const named: Record<string, string> = {};
+  for (const item of items) {
+    // Python item.split('=', 2): two parts exactly when there is a single '='.
+    const first = item.indexOf('=');
+    if (first >= 0 && item.indexOf('=', first + 1) < 0) named[item.slice(0, first)] = item.slice(first + 1);
+    else positional.push(item);
+  }
+  const multiplier = positional.length > 1 ? pyFloat(positional[1]) : 1;
+  return { type, name: positional[0] ?? '', items, multiplier, positional, named };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Prompt editing and alternation: [a:b:N], [a|b]
 //
-// A1111 parses with this lark grammar (Earley parser, dynamic lexer, ambiguity="resolve"):
-//
-//   !start: (prompt | /[][():]/+)*
-//   prompt: (emphasized | scheduled | alternate | plain | WHITESPACE)*
-//   !emphasized: "(" prompt ")" | "(" prompt ":" prompt ")" | "[" prompt "]"
-//   scheduled: "[" [prompt ":"] prompt ":" [WHITESPACE] NUMBER [WHITESPACE] "]"
-//   alternate: "[" prompt ("|" [prompt])+ "]"
-//   WHITESPACE: /\s+/
-//   plain: /([^\\\[\]():|]|\\.)+/
-//   %import common.SIGNED_NUMBER -> NUMBER
-//
-// and falls back to the prompt unchanged ([[steps, prompt]]) when lark finds no parse. A parse
+// A1111 parses a prompt with a lark grammar (Earley parser, dynamic lexer, ambiguity "resolve").
+// In words: the whole text is a sequence of `prompt`s and of single literal characters among
+// [ ] ( ) : ; a `prompt` is a sequence of items, an item being
+//   - plain text: characters other than \ [ ] ( ) : |, and backslash pairs (\ and any character
+//     but a newline), or whitespace;
+//   - an emphasis, kept as written: ( prompt ), ( prompt : prompt ), [ prompt ];
+//   - an edit: [ prompt : prompt : N ] or [ prompt : N ], N a signed integer or decimal with an
+//     optional exponent (lark's SIGNED_NUMBER), whitespace allowed around N;
+//   - an alternation: [ prompt | prompt ... ], options after the first may be empty.
+// A1111 falls back to the prompt unchanged ([[steps, prompt]]) when lark finds no parse. A parse
 // exists unless the text has a backslash with nothing after it (or a newline after it), or a "|"
 // outside every valid [..|..] group: bracket characters that close nothing, and the brackets
 // of groups that are not valid, become literal tokens at the top ("start") level.
@@ -191,7 +214,9 @@ export function extractExtraNetworks(prompt: string): { text: string; networks: 
 // Python's hash(), which is salted per process (PYTHONHASHSEED): A1111 gives either text, by
 // chance, from one start of the web UI to the next. This code takes the shortest literal run
 // (the editing group works: "a]" then "b]"); lark 1.3 orders them by insertion and answers either
-// way depending on the text. The fixture records all answers A1111 gave over many hash seeds.
+// way depending on the text. The fixture records the answers A1111 gave over 12 hash seeds, and
+// the answer of A1111's code with lark's order of tied alternatives fixed to this choice (latest
+// split first; scripts/make_prompt_fixture.py fix_order), which this code gives on every entry.
 
 /** Tokens of the schedule grammar: a text run (plain/whitespace) or one syntax character. */
 const enum T {
@@ -295,8 +320,9 @@ function parse(text: string): Parsed | null {
       partner[i] = f.at;
       partner[f.at] = i;
       let g = G.Invalid;
-      if (f.broken) g = G.Invalid;
-      else if (k === T.RPar) {
+      if (f.broken) {
+        // something inside is not valid: neither is this group
+      } else if (k === T.RPar) {
         if (kind[f.at] === T.LPar && f.bars.length === 0 && f.colons.length <= 1) g = G.Emphasis;
       } else if (kind[f.at] === T.LSqb) {
         if (f.colons.length === 0 && f.bars.length === 0) g = G.Emphasis;
@@ -545,17 +571,43 @@ function splitBreak(text: string): string[] {
  */
 export function parseAttention(text: string): Array<[string, number]> {
   if (typeof text !== 'string') throw new TypeError(`text must be a string, not ${typeof text}`);
-  const res: Array<[string, number]> = [];
+  // A1111 keeps one [text, weight] entry per token and multiplies ranges of entries. Entries added
+  // with no bracket in between get the same multiplications in the same order, so they are kept as
+  // one group of parts with one weight (split again only where the weight is NaN, which A1111's
+  // merge never joins). The work is groups x nesting depth multiplications, as in A1111.
+  const parts: string[][] = [];
+  let weights = new Float64Array(64);
+  let fresh = true; // a bracket since the last entry: the next entry starts a group
   const round: number[] = [];
   const square: number[] = [];
+  const add = (t: string, w: number): void => {
+    const g = parts.length - 1;
+    if (!fresh && g >= 0 && weights[g] === w) {
+      parts[g].push(t);
+      return;
+    }
+    if (parts.length === weights.length) {
+      const grown = new Float64Array(weights.length * 2);
+      grown.set(weights);
+      weights = grown;
+    }
+    weights[parts.length] = w;
+    parts.push([t]);
+    fresh = false;
+  };
   const multiply = (from: number, by: number): void => {
-    for (let p = from; p < res.length; p++) res[p][1] *= by;
+    for (let p = from; p < parts.length; p++) weights[p] *= by;
+    fresh = true;
+  };
+  const open = (stack: number[]): void => {
+    stack.push(parts.length);
+    fresh = true;
   };
   const addText = (t: string): void => {
-    const parts = splitBreak(t);
-    for (let i = 0; i < parts.length; i++) {
-      if (i > 0) res.push(['BREAK', -1]);
-      res.push([parts[i], 1.0]);
+    const pieces = splitBreak(t);
+    for (let i = 0; i < pieces.length; i++) {
+      if (i > 0) add('BREAK', -1);
+      add(pieces[i], 1.0);
     }
   };
   let i = 0;
@@ -566,17 +618,17 @@ export function parseAttention(text: string): Array<[string, number]> {
       // \( \) \[ \] \\ -> the character; a lone backslash -> "".
       const next = text[i + 1];
       if (next === '(' || next === ')' || next === '[' || next === ']' || next === '\\') {
-        res.push([next, 1.0]);
+        add(next, 1.0);
         i += 2;
       } else {
-        res.push(['', 1.0]);
+        add('', 1.0);
         i += 1;
       }
     } else if (c === '(') {
-      round.push(res.length);
+      open(round);
       i++;
     } else if (c === '[') {
-      square.push(res.length);
+      open(square);
       i++;
     } else if (c === ':') {
       // :\s*([+-]?[.\d]+)\s*\)  else  a lone ":"
@@ -611,13 +663,15 @@ export function parseAttention(text: string): Array<[string, number]> {
   }
   for (const pos of round) multiply(pos, ROUND);
   for (const pos of square) multiply(pos, SQUARE);
-  if (res.length === 0) res.push(['', 1.0]);
-  // Merge runs of identical weights (=== as Python's ==: NaN never merges).
+  if (parts.length === 0) return [['', 1.0]];
+  // Merge runs of identical weights (=== as Python's ==: NaN never merges, 0 and -0 do).
   const merged: Array<[string, number]> = [];
-  for (const r of res) {
+  for (let g = 0; g < parts.length; g++) {
+    const w = weights[g];
     const last = merged[merged.length - 1];
-    if (last && last[1] === r[1]) last[0] += r[0];
-    else merged.push([r[0], r[1]]);
+    if (Number.isNaN(w)) for (const t of parts[g]) merged.push([t, w]);
+    else if (last && last[1] === w) last[0] += parts[g].join('');
+    else merged.push([parts[g].join(''), w]);
   }
   return merged;
 }
