@@ -34,6 +34,8 @@ const USAGE = `Usage:
       --clip-skip N        1 = last text-encoder layer (default), 2 = penultimate (A1111 numbering)
       --emphasis E         original | no-norm | ignore | none (how (word:1.2) weights act)
       --from-png FILE      take prompt and parameters from a PNG's infotext (flags given win)
+      --lora FILE[:W]      a LoRA/LyCORIS file with its weight (default 1; repeatable)
+      --lora-dir DIR       where <lora:name:w> tags in the prompt are found (repeatable)
   sdtorch info FILE        a checkpoint's family, dtypes and parameter counts, or a PNG's parameters
   sdtorch info --system    libtorch, CUDA and the binary that loaded (for bug reports)
   sdtorch download         fetch the default weights into the cache
@@ -95,8 +97,16 @@ const GENERATE_OPTIONS = {
   batch: { type: 'string' }, 'init-image': { type: 'string' }, strength: { type: 'string' }, weights: { type: 'string' },
   out: { type: 'string' }, overwrite: { type: 'boolean' }, device: { type: 'string' }, dtype: { type: 'string' },
   embeddings: { type: 'string', multiple: true }, 'clip-skip': { type: 'string' }, emphasis: { type: 'string' },
-  'from-png': { type: 'string' },
+  'from-png': { type: 'string' }, lora: { type: 'string', multiple: true }, 'lora-dir': { type: 'string', multiple: true },
 } as const;
+
+/** --lora FILE[:WEIGHT] (weight 1 when absent; the last ':' splits, so paths may hold ':'). */
+function loraArg(v: string): { path: string; weight: number } {
+  const m = /^(.*):(-?\d*\.?\d+)$/.exec(v);
+  const file = m ? m[1]! : v;
+  if (!fs.existsSync(file)) throw new Error(`--lora ${v}: no such file ${file} (use --lora FILE:WEIGHT)`);
+  return { path: file, weight: m ? Number(m[2]) : 1 };
+}
 
 async function generate(args: string[]): Promise<void> {
   const valued = new Set(Object.entries(GENERATE_OPTIONS).filter(([, o]) => o.type === 'string').map(([k]) => `--${k}`));
@@ -135,6 +145,8 @@ async function generate(args: string[]): Promise<void> {
     ...(clipSkip !== undefined ? { clipSkip } : {}),
     ...(values.emphasis !== undefined || from?.emphasis ? { emphasis: (values.emphasis as Emphasis | undefined) ?? from!.emphasis! } : {}),
     ...(values.embeddings ? { embeddingDirs: values.embeddings } : {}),
+    ...(values.lora ? { loras: values.lora.map(loraArg) } : {}),
+    ...(values['lora-dir'] ? { loraDirs: values['lora-dir'] } : {}),
     width,
     height,
     batchSize,

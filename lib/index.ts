@@ -11,6 +11,8 @@ export type { LoadOptions, GenerateResult } from './generate/pipeline';
 export type { GenerateOptions, Progress } from './generate/options';
 export type { Family } from './models/family';
 export type { Conditioning } from './models/networks';
+export { setLoras, loraHash, loraName } from './models/lora';
+export type { Lora, AppliedLora, LoraResult } from './models/lora';
 export { samplerNames } from './sampling/registry';
 export { infotextOptions as parseInfotext } from './image/infotext';
 export type { InfotextOptions } from './image/infotext';

@@ -3,6 +3,7 @@
 // against diffusers' clip_skip and load_textual_inversion (scripts/make_conditioning_fixture.py).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import * as sd from '../lib';
 import { EmbeddingDb, encodeTexts, type Emphasis } from '../lib/text/conditioning';
@@ -99,5 +100,34 @@ describe('prompt conditioning (tiny model) equals A1111 and diffusers', function
     const v0 = await pipe.generate({ ...base, padCondUncond: 'v0' });
     for (const r of [apart, padded, v0]) assert.ok(r.latents.allFinite());
     assert.ok(apart.latents.sub(padded.latents).norm() > 0 && padded.latents.sub(v0.latents).norm() > 0);
+  });
+});
+
+describe('LoRAs in generate() (tiny model)', function () {
+  let pipe: sd.Pipeline;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdtorch-loradir-'));
+  const file = path.join(dir, 'sub', 'detail.safetensors');
+  const base = { prompt: 'a cat', width: 16, height: 16, steps: 2, seed: 4, decode: false } as const;
+  before(async function () {
+    pipe = await sd.loadPipeline(await tinyCheckpoint(), { device: 'cpu' });
+    fs.mkdirSync(path.dirname(file));
+    fs.copyFileSync(path.join(fixtures, 'lora', 'tiny-loha.safetensors'), file);
+  });
+  after(() => pipe?.dispose());
+
+  it('a <lora:name:w> tag found in loraDirs equals loras: [{ path, weight }]; the next job without one is the base, bit for bit', async function () {
+    const plain = await pipe.generate(base);
+    const tagged = await pipe.generate({ ...base, prompt: 'a cat <lora:detail:0.7>', loraDirs: [dir] });
+    const given = await pipe.generate({ ...base, loras: [{ path: file, weight: 0.7 }] });
+    assert.ok(tagged.latents.sub(plain.latents).norm() > 0, 'the LoRA changes the image');
+    assert.equal(tagged.latents.sub(given.latents).norm(), 0);
+    assert.equal((await pipe.generate(base)).latents.sub(plain.latents).norm(), 0);
+    const png = await pipe.generate({ ...base, prompt: 'a cat <lora:detail:0.7>', loraDirs: [dir], decode: true });
+    assert.match(png.infotexts[0]!, /^a cat <lora:detail:0\.7>\n.*Lora hashes: "detail: [0-9a-f]{12}"/);
+  });
+
+  it('an unknown tag, or two weights for one LoRA, is a clear error', async function () {
+    await assert.rejects(pipe.generate({ ...base, prompt: 'a cat <lora:nothere:1>', loraDirs: [dir] }), /the prompt asks for LoRA 'nothere', which is not in the LoRA folders .*there are: detail/);
+    await assert.rejects(pipe.generate({ ...base, prompt: 'a cat <lora:detail:1:0.5>', loraDirs: [dir] }), /separate text-encoder and UNet weights are not supported/);
   });
 });

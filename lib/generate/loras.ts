@@ -2,13 +2,8 @@
 // the tags' names found as files in loraDirs (A1111's Lora folder: by file name, any subfolder).
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import type { Lora } from '../models/lora';
 import type { ExtraNetwork } from '../text/prompt';
-
-/** One LoRA of a job: a file and A1111's weight (1 as trained). */
-export interface LoraRequest {
-  path: string;
-  weight: number;
-}
 
 const EXTENSIONS = ['.safetensors', '.pt', '.ckpt', '.bin'];
 
@@ -35,7 +30,7 @@ async function loraFiles(dirs: string[]): Promise<Map<string, string>> {
  * The job's LoRAs: `explicit` first, then one per `<lora:name:w>` / `<lyco:name:w>` tag (weight
  * w, default 1). A tag whose name is in no folder is an Error naming it and the folders.
  */
-export async function resolveLoras(explicit: LoraRequest[], tags: ExtraNetwork[], dirs: string[]): Promise<LoraRequest[]> {
+export async function resolveLoras(explicit: Lora[], tags: ExtraNetwork[], dirs: string[]): Promise<Lora[]> {
   const wanted = tags.filter((t) => t.type === 'lora' || t.type === 'lyco');
   if (wanted.length === 0) return explicit;
   const files = await loraFiles(dirs);
@@ -48,6 +43,12 @@ export async function resolveLoras(explicit: LoraRequest[], tags: ExtraNetwork[]
           `the prompt asks for LoRA '${t.name}', which is not in ${dirs.length ? `the LoRA folders (${dirs.join(', ')})` : 'any LoRA folder: pass loraDirs (CLI --lora-dir)'}` +
             (files.size ? `; there are: ${[...files.keys()].slice(0, 10).join(', ')}` : ''),
         );
+      // A1111's <lora:name:te:unet> (or te=, unet=): one weight for both networks is what is supported.
+      const unet = t.named['unet'] ?? t.positional[2];
+      const te = t.named['te'];
+      if ((unet !== undefined && Number(unet) !== t.multiplier) || (te !== undefined && Number(te) !== t.multiplier))
+        throw new Error(`<${t.type}:${t.items.join(':')}>: separate text-encoder and UNet weights are not supported; give one weight`);
+      if (!Number.isFinite(t.multiplier)) throw new Error(`<${t.type}:${t.items.join(':')}>: the weight must be a number`);
       return { path: file, weight: t.multiplier };
     }),
   ];

@@ -1,5 +1,6 @@
 // generate() options: their types, defaults and validation. A whole job is resolved and checked
 // here, once, before any work starts (the sampler, its schedule and steps included).
+import type { Lora } from '../models/lora';
 import type { PadCondUncond } from '../sampling/denoiser';
 import { resolveSampler, type ResolvedSampler } from '../sampling/registry';
 import { Tensor } from '../tensor';
@@ -50,6 +51,10 @@ export interface GenerateOptions {
   emphasis?: Emphasis;
   /** Folders of textual-inversion embeddings (.pt, .bin, .safetensors), used in prompts by file name. */
   embeddingDirs?: string[];
+  /** LoRA/LyCORIS files for this job (weight: 1 as trained), with those the prompts tag as <lora:name:w>. */
+  loras?: Lora[];
+  /** Folders where <lora:name:w> tags are found by file name (any subfolder). */
+  loraDirs?: string[];
   /**
    * A prompt and a negative prompt of different lengths: false (default) runs them through separate
    * UNet calls; true pads the shorter with empty-prompt chunks; 'v0' A1111's older last-vector padding.
@@ -78,6 +83,8 @@ export interface ResolvedOptions {
   clipSkip: number;
   emphasis: Emphasis;
   embeddingDirs: string[];
+  loras: Lora[];
+  loraDirs: string[];
   padCondUncond: PadCondUncond;
 }
 
@@ -156,6 +163,8 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   optionalType(o, 'vaeTiling', (v) => typeof v === 'boolean' || v === 'auto', "true, false or 'auto'");
   optionalType(o, 'emphasis', (v) => EMPHASIS.includes(v as Emphasis), `one of ${EMPHASIS.map((e) => `'${e}'`).join(', ')}`);
   optionalType(o, 'embeddingDirs', (v) => Array.isArray(v) && v.every((d) => typeof d === 'string'), 'an array of folder paths');
+  optionalType(o, 'loraDirs', (v) => Array.isArray(v) && v.every((d) => typeof d === 'string'), 'an array of folder paths');
+  optionalType(o, 'loras', (v) => Array.isArray(v) && v.every((l) => typeof l === 'object' && l !== null && typeof (l as Lora).path === 'string' && (typeof (l as Lora).weight === 'number' || (l as Lora).weight === undefined)), 'an array of { path, weight }');
   optionalType(o, 'padCondUncond', (v) => typeof v === 'boolean' || v === 'v0', "true, false or 'v0'");
   const clipSkip = o.clipSkip ?? 1;
   if (typeof clipSkip !== 'number' || !Number.isInteger(clipSkip) || clipSkip < 1) fail(`clipSkip must be a whole number from 1 (the last layer), got ${show(clipSkip)}`);
@@ -177,5 +186,6 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   return {
     prompts, negatives, steps, cfgScale, sampler, seed, width, height, batchSize, strength, clipSkip,
     emphasis: o.emphasis ?? 'original', embeddingDirs: o.embeddingDirs ?? [], padCondUncond: o.padCondUncond ?? false,
+    loras: (o.loras ?? []).map((l) => ({ path: l.path, weight: l.weight ?? 1 })), loraDirs: o.loraDirs ?? [],
   };
 }

@@ -6,6 +6,7 @@ import { formatInfotext } from '../image/infotext';
 import { loadImage, toImageData, type Size } from '../image/io';
 import { familyOf, type Family } from '../models/family';
 import { modelHash } from '../models/hash';
+import { loraHash, setLoras, type AppliedLora } from '../models/lora';
 import { TextEncoder, Tokenizer, UNet, VAE } from '../models/networks';
 import type { DType, NativeModel } from '../native/binding';
 import { native } from '../native/load';
@@ -15,8 +16,10 @@ import { Generator, Tensor } from '../tensor';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
 import { EmbeddingDb, encodeTexts, type TextualInversion } from '../text/conditioning';
 import { loadEmbeddingDirs } from '../text/embeddings';
+import { extractExtraNetworks } from '../text/prompt';
 import { img2imgStart, txt2imgStart } from './latents';
 import { checkSize, resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
+import { resolveLoras } from './loras';
 import { planPrompts } from './prompts';
 import { progressReporter } from './progress';
 
@@ -120,6 +123,11 @@ export class Pipeline {
     const guided = o.cfgScale > 1;
     const encoder = this.family.textEncoders[0]!;
     if (o.clipSkip > encoder.layers) throw new RangeError(`generate(): clipSkip must be at most ${encoder.layers} for this text encoder, got ${o.clipSkip}`);
+    // LoRAs first: they change the text encoder too. The job's set replaces the last job's.
+    const tags = [...o.prompts, ...o.negatives].flatMap((p) => extractExtraNetworks(p).networks);
+    const positive = o.prompts.flatMap((p) => extractExtraNetworks(p).networks);
+    const loras = await setLoras(this.model, await resolveLoras(o.loras, positive, o.loraDirs));
+    if (tags.length > positive.length) process.emitWarning('tags such as <lora:...> in the negative prompt are removed and not applied (as in A1111)', { code: 'SDTORCH_NEGATIVE_TAGS' });
     const db = new EmbeddingDb(this.tokenizer.bpe, await loadEmbeddingDirs(o.embeddingDirs, encoder.width));
     const encodeOpts = { emphasis: o.emphasis, clipSkip: o.clipSkip, commaBacktrack: 20 };
     const encode = (texts: string[]) => encodeTexts(texts, this.textEncoder, this.tokenizer.bpe, db, encodeOpts);
@@ -153,7 +161,7 @@ export class Pipeline {
 
     const tile = tiling(options.vaeTiling, size.width, size.height) ? TILE_PIXELS / this.vaeScale : 0;
     const decoded = await stage(this.vae, () => this.decode(latents, tile));
-    const infotexts = await this.infotexts(o, options, size, label, plan.usedEmbeddings);
+    const infotexts = await this.infotexts(o, options, size, label, plan.usedEmbeddings, loras.applied);
     const images = await Promise.all(toImageData(decoded).map((img, i) => encodePng(img, infotexts[i])));
     return { images, latents, seed: o.seed, infotexts };
   }
@@ -170,12 +178,14 @@ export class Pipeline {
     return this.vae.decode(z, { tile });
   }
 
-  private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: Size, sampler: string, embeddings: Set<TextualInversion>): Promise<string[]> {
+  private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: Size, sampler: string, embeddings: Set<TextualInversion>, loras: AppliedLora[]): Promise<string[]> {
     const hash = await modelHash(this.path);
     const batch = o.prompts.length * o.batchSize;
     // A1111's extra generation parameters, in its order and spelling.
     const extra: Record<string, string | number> = {};
     if (o.clipSkip > 1) extra['Clip skip'] = o.clipSkip;
+    const lh = await Promise.all(loras.map(async (l) => `${l.name.replace(/[:,]/g, '')}: ${await loraHash(l.path)}`));
+    if (lh.length) extra['Lora hashes'] = [...new Set(lh)].join(', ');
     const ti = [...embeddings].map((e) => `${e.name.replace(/[:,]/g, '')}: ${e.hash}`);
     if (ti.length) extra['TI hashes'] = ti.join(', ');
     const label = { 'no-norm': 'No norm', ignore: 'Ignore', none: 'None', original: undefined }[o.emphasis];

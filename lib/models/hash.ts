@@ -24,11 +24,11 @@ async function rememberHash(key: string, hash: string): Promise<void> {
   await writeFileAtomic(hashFile(), Buffer.from(JSON.stringify(Object.fromEntries(Object.entries(all).slice(-200)))), { overwrite: true });
 }
 
-/** The sha256 of a file (hex), streamed. */
-export function sha256File(file: string): Promise<string> {
+/** The sha256 (hex) of a file from byte `start` on, streamed. */
+export function sha256File(file: string, start = 0): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     const h = createHash('sha256');
-    createReadStream(file, { highWaterMark: 1 << 22 })
+    createReadStream(file, { start, highWaterMark: 1 << 22 })
       .on('data', (chunk) => h.update(chunk))
       .on('error', reject)
       .on('end', () => resolve(h.digest('hex')));

@@ -85,6 +85,34 @@ export interface NativeConditioning {
   y?: NativeTensor;
 }
 
+/** One LoRA file of a setLoras call. */
+export interface NativeLoraRequest {
+  /** For the report. */
+  name: string;
+  /** .safetensors, or a PyTorch zip file (.pt, .ckpt, .bin) read through the restricted unpickler. */
+  path: string;
+  /** Scales the file's update (A1111's LoRA weight); 0 leaves the model as it is. */
+  multiplier: number;
+}
+
+/** What one LoRA file of a setLoras call changed. */
+export interface NativeLoraReport {
+  name: string;
+  /** Layers of the model it changes. */
+  modules: number;
+  /** Its modules (or stray tensors) that name no layer of the model. */
+  unmatched: string[];
+}
+
+/** The text encoder's and UNet's parameters after setLoras. */
+export interface NativeWeightCounts {
+  total: number;
+  /** Holding a LoRA sum. */
+  patched: number;
+  /** Using the checkpoint file's memory in place (no copy). */
+  mapped: number;
+}
+
 export interface NativeModel {
   info(): ModelInfo;
   /** clipSkip: 1 = last layer (A1111 numbering); inject: token-embedding rows (flat b*T+t) replaced by vectors [N, width]. */
@@ -93,6 +121,13 @@ export interface NativeModel {
   vaeEncode(o: { images: NativeTensor; tile?: number }): Promise<NativeTensor>;
   vaeDecode(o: { latents: NativeTensor; tile?: number }): Promise<NativeTensor>;
   moveTo(o: { component: Component; device: string; dtype?: DType }): Promise<void>;
+  /**
+   * Makes these LoRAs the model's set (replacing the last one; [] restores the base weights exactly).
+   * Rejects, changing nothing, when a file fits no layer or was made for another model family.
+   */
+  setLoras(o: { loras: NativeLoraRequest[] }): Promise<{ applied: NativeLoraReport[]; weights: NativeWeightCounts }>;
+  /** A network's weights now, LoRAs included, by checkpoint key (views: a later setLoras leaves them). */
+  parameters(o: { component: Component }): Promise<Array<[string, NativeTensor]>>;
   dispose(): void;
 }
 

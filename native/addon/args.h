@@ -15,10 +15,16 @@ namespace sdtorch::addon {
 
 class Args {
  public:
-  Args(const Napi::CallbackInfo& info, const char* call) : env_(info.Env()), call_(call) {
+  Args(const Napi::CallbackInfo& info, const char* call) : env_(info.Env()), where_(std::string(call) + "(): '") {
     if (info.Length() != 1 || !info[0].IsObject() || info[0].IsArray())
-      throw Napi::TypeError::New(env_, call_ + "(options): pass one options object");
+      throw Napi::TypeError::New(env_, std::string(call) + "(options): pass one options object");
     obj_ = info[0].As<Napi::Object>();
+  }
+  // An object inside the options (an element of an array option), read the same way; `what` names it
+  // in messages: "setLoras(): 'loras[0]" gives "setLoras(): 'loras[0].path' is required".
+  Args(Napi::Env env, const Napi::Value& v, const std::string& what) : env_(env), where_(what + ".") {
+    if (!v.IsObject() || v.IsArray()) throw Napi::TypeError::New(env_, what + "' must be an object");
+    obj_ = v.As<Napi::Object>();
   }
 
   bool has(const char* key) const {
@@ -40,6 +46,18 @@ class Args {
     return v.As<Napi::Number>().Int64Value();
   }
 
+  double number(const char* key) const {
+    auto v = get(key);
+    if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue())) fail(key, "a finite number");
+    return v.As<Napi::Number>().DoubleValue();
+  }
+
+  Napi::Array array(const char* key) const {
+    auto v = get(key);
+    if (!v.IsArray()) fail(key, "an array");
+    return v.As<Napi::Array>();
+  }
+
   bool boolean(const char* key, bool fallback) const {
     if (!has(key)) return fallback;
     auto v = get(key);
@@ -47,7 +65,7 @@ class Args {
     return v.As<Napi::Boolean>().Value();
   }
 
-  at::Tensor tensor(const char* key) const { return TensorWrap::unwrap(get(key), (call_ + "(): " + key).c_str()); }
+  at::Tensor tensor(const char* key) const { return TensorWrap::unwrap(get(key), (where_.substr(0, where_.size() - 1) + key).c_str()); }
   std::optional<at::Tensor> optional_tensor(const char* key) const {
     if (!has(key)) return std::nullopt;
     return tensor(key);
@@ -84,14 +102,14 @@ class Args {
  private:
   Napi::Value get(const char* key) const {
     auto v = obj_.Get(key);
-    if (v.IsUndefined()) throw Napi::TypeError::New(env_, call_ + "(): '" + key + "' is required");
+    if (v.IsUndefined()) throw Napi::TypeError::New(env_, where_ + key + "' is required");
     return v;
   }
   [[noreturn]] void fail(const char* key, const char* type) const {
-    throw Napi::TypeError::New(env_, call_ + "(): '" + key + "' must be " + type);
+    throw Napi::TypeError::New(env_, where_ + key + "' must be " + type);
   }
   Napi::Env env_;
-  std::string call_;
+  std::string where_;  // "call(): '" or "call(): 'list[i].": what messages start with
   Napi::Object obj_;
 };
 

@@ -1,5 +1,8 @@
 #include "addon/model.h"
 
+#include <mutex>
+#include <shared_mutex>
+
 #include "addon/args.h"
 #include "addon/guard.h"
 #include "addon/tensor.h"
@@ -36,6 +39,7 @@ void ModelWrap::Init(Napi::Env env, Napi::Object exports) {
       {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("encodeText", &ModelWrap::EncodeText),
        InstanceMethod("unet", &ModelWrap::Unet), InstanceMethod("vaeEncode", &ModelWrap::VaeEncode),
        InstanceMethod("vaeDecode", &ModelWrap::VaeDecode), InstanceMethod("moveTo", &ModelWrap::MoveTo),
+       InstanceMethod("setLoras", &ModelWrap::SetLoras), InstanceMethod("parameters", &ModelWrap::Parameters),
        InstanceMethod("dispose", &ModelWrap::Dispose)});
   constructor_ = Napi::Persistent(cls);
   exports.Set("NativeModel", cls);
@@ -129,6 +133,7 @@ Napi::Value ModelWrap::EncodeText(const Napi::CallbackInfo& info) {
     return Task<at::Tensor>::run(
         info.Env(),
         [=] {
+          std::shared_lock weights(m->weights_mutex);
           at::Tensor i = index ? prepare(*index, *m->clip, false).to(at::kLong) : at::Tensor();
           at::Tensor v = vectors ? prepare(*vectors, *m->clip) : at::Tensor();
           return m->clip->forward(prepare(ids, *m->clip, false).to(at::kLong), skip, i, v);
@@ -169,6 +174,7 @@ Napi::Value ModelWrap::Unet(const Napi::CallbackInfo& info) {
     return Task<at::Tensor>::run(
         info.Env(),
         [=] {
+          std::shared_lock weights(m->weights_mutex);
           Conditioning cond{prepare(ctx, *m->unet), concat ? prepare(*concat, *m->unet) : at::Tensor()};
           return m->unet->forward(prepare(x, *m->unet), t.to(x.device()), cond);
         },
@@ -187,7 +193,11 @@ Napi::Value ModelWrap::VaeEncode(const Napi::CallbackInfo& info) {
     if (x.size(1) != 3 || x.size(2) % f || x.size(3) % f)
       throw std::invalid_argument("images must have shape [B, 3, H, W] with H and W multiples of " + std::to_string(f));
     return Task<at::Tensor>::run(
-        info.Env(), [=] { return m->vae->encode(prepare(x, *m->vae), tile); },
+        info.Env(),
+        [=] {
+          std::shared_lock weights(m->weights_mutex);
+          return m->vae->encode(prepare(x, *m->vae), tile);
+        },
         [](Napi::Env env, at::Tensor& r) -> Napi::Value { return TensorWrap::wrap(env, r); });
   });
 }
@@ -202,7 +212,11 @@ Napi::Value ModelWrap::VaeDecode(const Napi::CallbackInfo& info) {
     check_rank(z, 4, "latents", "[B, " + std::to_string(zc) + ", h, w]");
     if (z.size(1) != zc) throw std::invalid_argument("latents must have " + std::to_string(zc) + " channels");
     return Task<at::Tensor>::run(
-        info.Env(), [=] { return m->vae->decode(prepare(z, *m->vae), tile); },
+        info.Env(),
+        [=] {
+          std::shared_lock weights(m->weights_mutex);
+          return m->vae->decode(prepare(z, *m->vae), tile);
+        },
         [](Napi::Env env, at::Tensor& r) -> Napi::Value { return TensorWrap::wrap(env, r); });
   });
 }
@@ -217,8 +231,90 @@ Napi::Value ModelWrap::MoveTo(const Napi::CallbackInfo& info) {
     at::Device device = a.device("device");
     std::optional<at::ScalarType> dtype = a.optional_dtype("dtype");
     return Task<bool>::run(
-        info.Env(), [m, &c, device, dtype] { dtype ? c.to(device, *dtype) : c.to(device); return true; },
+        info.Env(),
+        [m, &c, device, dtype] {
+          std::unique_lock weights(m->weights_mutex);
+          dtype ? c.to(device, *dtype) : c.to(device);
+          return true;
+        },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+// setLoras({ loras: [{ name, path, multiplier }] }) -> { applied: [{ name, modules, unmatched }],
+// weights: { total, patched, mapped } }. Replaces the whole set; [] restores the base weights.
+Napi::Value ModelWrap::SetLoras(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    auto m = live(info.Env());
+    Args a(info, "setLoras");
+    Napi::Array list = a.array("loras");
+    std::vector<LoraRequest> loras;
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      Args l(info.Env(), list.Get(i), "setLoras(): 'loras[" + std::to_string(i) + "]");
+      loras.push_back({l.string("name"), l.string("path"), l.number("multiplier")});
+    }
+    struct Result {
+      std::vector<LoraReport> reports;
+      WeightCounts counts;
+    };
+    return Task<Result>::run(
+        info.Env(),
+        [m, loras] {
+          Result r;
+          r.reports = set_loras(*m, loras, &r.counts);
+          return r;
+        },
+        [](Napi::Env env, Result& r) -> Napi::Value {
+          auto out = Napi::Object::New(env);
+          auto applied = Napi::Array::New(env, r.reports.size());
+          for (size_t i = 0; i < r.reports.size(); ++i) {
+            const LoraReport& rep = r.reports[i];
+            auto o = Napi::Object::New(env);
+            o.Set("name", rep.name);
+            o.Set("modules", double(rep.modules));
+            auto unmatched = Napi::Array::New(env, rep.unmatched.size());
+            for (size_t j = 0; j < rep.unmatched.size(); ++j) unmatched.Set(uint32_t(j), rep.unmatched[j]);
+            o.Set("unmatched", unmatched);
+            applied.Set(uint32_t(i), o);
+          }
+          auto weights = Napi::Object::New(env);
+          weights.Set("total", double(r.counts.total));
+          weights.Set("patched", double(r.counts.patched));
+          weights.Set("mapped", double(r.counts.mapped));
+          out.Set("applied", applied);
+          out.Set("weights", weights);
+          return out;
+        });
+  });
+}
+
+// parameters({ component }) -> [file key, tensor][]: the network's weights as they are now, LoRAs
+// included (views, not copies; a later setLoras does not change them).
+Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
+  return guard(info, [&]() -> Napi::Value {
+    auto m = live(info.Env());
+    const std::string name = Args(info, "parameters").string("component");
+    nn::Module& c = component(*m, name);
+    const char* prefix = name == "unet" ? kUNetPrefix : name == "vae" ? kVaePrefix : kClipPrefix;
+    using Named = std::vector<std::pair<std::string, at::Tensor>>;
+    return Task<Named>::run(
+        info.Env(),
+        [m, &c, prefix] {
+          std::shared_lock weights(m->weights_mutex);
+          Named out;
+          for (const auto& p : c.named_parameters()) out.emplace_back(prefix + p.key(), p.value().detach());
+          return out;
+        },
+        [](Napi::Env env, Named& named) -> Napi::Value {
+          auto out = Napi::Array::New(env, named.size());
+          for (size_t i = 0; i < named.size(); ++i) {
+            auto pair = Napi::Array::New(env, 2);
+            pair.Set(0u, named[i].first);
+            pair.Set(1u, TensorWrap::wrap(env, named[i].second));
+            out.Set(uint32_t(i), pair);
+          }
+          return out;
+        });
   });
 }
 

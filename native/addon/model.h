@@ -24,6 +24,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value VaeEncode(const Napi::CallbackInfo& info);
   Napi::Value VaeDecode(const Napi::CallbackInfo& info);
   Napi::Value MoveTo(const Napi::CallbackInfo& info);
+  Napi::Value SetLoras(const Napi::CallbackInfo& info);
+  Napi::Value Parameters(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   static Napi::FunctionReference constructor_;
 };

@@ -1,5 +1,8 @@
 #include "io/tensor_file.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <stdexcept>
 
@@ -12,6 +15,15 @@ namespace sdtorch {
 at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at::IntArrayRef shape, at::ScalarType dtype) {
   void* ptr = const_cast<uint8_t*>(file->data + offset);
   return torch::from_blob(ptr, shape, [file](void*) {}, at::TensorOptions().dtype(dtype));
+}
+
+void release_pages(const at::Tensor& view) {
+  if (!view.defined() || !view.device().is_cpu() || !view.is_contiguous() || view.nbytes() == 0) return;
+  static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(view.data_ptr()), end = begin + view.nbytes();
+  const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+  // The map is private and never written, so dropped pages come back from the file unchanged.
+  if (first < last) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 [[noreturn]] void damaged(const std::string& path, const std::string& why) {

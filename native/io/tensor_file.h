@@ -27,6 +27,11 @@ TensorFile load_tensor_file(const std::string& path, bool header_only = false);
 // A CPU tensor over bytes of the map; the deleter keeps the map alive as long as any view is.
 at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at::IntArrayRef shape, at::ScalarType dtype);
 
+// Hands the memory pages under `view` (a tensor of load_tensor_file) back to the system: they are read
+// from the file again when next touched, so contents stay and only resident memory goes. Pages the
+// view shares with a neighbour are kept.
+void release_pages(const at::Tensor& view);
+
 [[noreturn]] void damaged(const std::string& path, const std::string& why);
 
 }  // namespace sdtorch

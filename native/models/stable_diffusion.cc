@@ -15,10 +15,13 @@ std::string shape_str(at::IntArrayRef s) {
   return out + "]";
 }
 
-// Copies (or, for matching CPU dtypes, aliases) each parameter from the file.
+// Copies (or, for matching CPU dtypes, aliases) each parameter from the file. `originals`, when
+// given, keeps the file's tensors (for LoRAs); the pages of those that were converted are handed
+// back, so keeping them costs no resident memory until a LoRA reads them.
 void load_component(nn::Module& module, const std::unordered_map<std::string, at::Tensor>& tensors,
                     const std::string& prefix, const std::string& path, const Family& family, at::Device device,
-                    at::ScalarType dtype, bool channels_last = false) {
+                    at::ScalarType dtype, bool channels_last = false,
+                    std::unordered_map<std::string, at::Tensor>* originals = nullptr) {
   torch::NoGradGuard no_grad;
   for (auto& p : module.named_parameters()) {
     const std::string key = prefix + p.key();
@@ -37,11 +40,14 @@ void load_component(nn::Module& module, const std::unordered_map<std::string, at
     }
     if (!src.is_floating_point())
       throw std::runtime_error("'" + path + "': tensor '" + key + "' is not floating point");
-    // Zero copy when nothing changes: the parameter aliases the memory-mapped file.
     // channels_last: conv weights in oneDNN's preferred layout (a copy of them); otherwise the
     // parameter aliases the memory-mapped file when nothing else changes.
     if (channels_last && dst.dim() == 4) dst.set_data(src.to(device, dtype).contiguous(at::MemoryFormat::ChannelsLast));
     else dst.set_data(src.scalar_type() == dtype && device.is_cpu() ? src : src.to(device, dtype).contiguous());
+    if (originals) {
+      originals->emplace(key, src);
+      if (dst.data_ptr() != src.data_ptr()) release_pages(src);
+    }
   }
 }
 
@@ -60,12 +66,12 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const TensorFile& origina
   std::unordered_map<std::string, at::Tensor> tensors;
   tensors.reserve(file.tensors.size());
   for (const auto& [k, t] : file.tensors) tensors.emplace(k, t);
-  load_component(*sd->clip, tensors, kClipPrefix, path, sd->family, device, dtype);
+  load_component(*sd->clip, tensors, kClipPrefix, path, sd->family, device, dtype, false, &sd->originals);
   // The VAE runs channels-last: its convs over 512x512 activations dominate and gain ~25% that
   // way, for 320 MB of copied weights. The UNet stays NCHW and zero-copy (channels-last there
   // gains ~4% for 2.5 GB more memory).
   load_component(*sd->vae, tensors, kVaePrefix, path, sd->family, device, dtype, /*channels_last=*/true);
-  load_component(*sd->unet, tensors, kUNetPrefix, path, sd->family, device, dtype);
+  load_component(*sd->unet, tensors, kUNetPrefix, path, sd->family, device, dtype, false, &sd->originals);
   for (nn::Module* m : std::initializer_list<nn::Module*>{sd->clip.get(), sd->vae.get(), sd->unet.get()}) m->eval();
   return sd;
 }

@@ -2,11 +2,14 @@
 // by name: file key = component prefix + module parameter name.
 #pragma once
 #include <memory>
+#include <shared_mutex>
 #include <string>
+#include <unordered_map>
 
 #include "io/tensor_file.h"
 #include "models/clip.h"
 #include "models/family.h"
+#include "models/lora.h"
 #include "models/unet.h"
 #include "models/vae.h"
 
@@ -17,6 +20,12 @@ struct StableDiffusion {
   ClipTextModel clip{nullptr};
   AutoencoderKL vae{nullptr};
   UNetModel unet{nullptr};
+  // The checkpoint's own tensors of the text encoder and UNet, by file key: views of the mapped file,
+  // not copies. LoRAs are added to these, and removing them restores these (models/lora.h).
+  std::unordered_map<std::string, at::Tensor> originals;
+  LoraSet loras;
+  // Forwards read the weights; set_loras and moving networks write them.
+  std::shared_mutex weights_mutex;
 };
 
 // Throws with a message naming the missing/mis-shaped tensor, or saying what the file is instead.
