@@ -40,22 +40,30 @@ export function sha256File(file: string, start = 0): Promise<string> {
  * gigabytes). Remembered per (path, size, mtime) in memory and in the cache's model-hashes.json,
  * so a new process (each CLI run) does not read the whole file again.
  */
-export async function modelHash(file: string): Promise<string> {
+export function modelHash(file: string): Promise<string> {
+  return perFileVersion(hashes, file, async (full, key) => {
+    const known = (await knownHashes())[key];
+    if (typeof known === 'string' && /^[0-9a-f]{10}$/.test(known)) return known;
+    const fresh = (await sha256File(full)).slice(0, 10);
+    // A cache that cannot be written (read-only home) costs the next process a re-read, nothing more.
+    await rememberHash(key, fresh).catch(() => undefined);
+    return fresh;
+  });
+}
+
+/**
+ * `compute(path, key)` once per version of a file (its absolute path, size and mtime: the `key`),
+ * remembered in `memo` for this process; a failure is not remembered.
+ */
+export async function perFileVersion(memo: Map<string, Promise<string>>, file: string, compute: (full: string, key: string) => Promise<string>): Promise<string> {
   const full = path.resolve(file);
   const st = await stat(full);
   const key = `${full}\0${st.size}\0${st.mtimeMs}`;
-  let hash = hashes.get(key);
-  if (hash === undefined) {
-    hash = (async () => {
-      const known = (await knownHashes())[key];
-      if (typeof known === 'string' && /^[0-9a-f]{10}$/.test(known)) return known;
-      const fresh = (await sha256File(full)).slice(0, 10);
-      // A cache that cannot be written (read-only home) costs the next process a re-read, nothing more.
-      await rememberHash(key, fresh).catch(() => undefined);
-      return fresh;
-    })();
-    hashes.set(key, hash);
-    hash.catch(() => hashes.delete(key));
+  let value = memo.get(key);
+  if (value === undefined) {
+    value = compute(full, key);
+    memo.set(key, value);
+    value.catch(() => memo.delete(key));
   }
-  return hash;
+  return value;
 }

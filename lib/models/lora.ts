@@ -1,11 +1,11 @@
 // LoRA and LyCORIS files (LoRA/LoCon, LoHa, LoKr) on a loaded checkpoint, and A1111's LoRA hash.
 // The maths is native (native/models/lora.cc): each named layer becomes W0 + Σ weight · scale · ΔW,
 // recomputed from the checkpoint's own tensors on every change, so [] gives the base weights back.
-import { open, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { NativeModel, NativeWeightCounts } from '../native/binding';
 import { native } from '../native/load';
-import { sha256File } from './hash';
+import { perFileVersion, sha256File } from './hash';
 
 export interface Lora {
   /** .safetensors, or a PyTorch zip file (.pt, .ckpt, .bin). */
@@ -85,23 +85,14 @@ const hashes = new Map<string, Promise<string>>();
  * (kohya's addnet hash, A1111's `hashes.sha256(..., use_addnet_hash=True)`), or of the whole file
  * for other formats. Remembered per (path, size, mtime) for this process.
  */
-export async function loraHash(file: string): Promise<string> {
-  const full = path.resolve(file);
-  const st = await stat(full);
-  const key = `${full}\0${st.size}\0${st.mtimeMs}`;
-  let hash = hashes.get(key);
-  if (hash === undefined) {
-    hash = (async () => {
-      if (/\.safetensors$/i.test(full)) {
-        const { metadata } = await native().loadTensors({ path: full, headerOnly: true });
-        const own = metadata['sshs_model_hash'];
-        if (own) return own.slice(0, 12);
-        return (await sha256File(full, await safetensorsDataStart(full))).slice(0, 12);
-      }
-      return (await sha256File(full)).slice(0, 12);
-    })();
-    hashes.set(key, hash);
-    hash.catch(() => hashes.delete(key));
-  }
-  return hash;
+export function loraHash(file: string): Promise<string> {
+  return perFileVersion(hashes, file, async (full) => {
+    if (/\.safetensors$/i.test(full)) {
+      const { metadata } = await native().loadTensors({ path: full, headerOnly: true });
+      const own = metadata['sshs_model_hash'];
+      if (own) return own.slice(0, 12);
+      return (await sha256File(full, await safetensorsDataStart(full))).slice(0, 12);
+    }
+    return (await sha256File(full)).slice(0, 12);
+  });
 }
