@@ -108,8 +108,8 @@ describe('inputs from the field', function () {
     it('size-like options are bounded with a RangeError before any allocation', async function () {
       await assert.rejects(pipe.generate({ ...base, batchSize: 1e9 }), /batchSize must be at most 64/);
       await assert.rejects(pipe.generate({ ...base, prompt: Array<string>(65).fill('x') }), /65 prompts × batchSize 1 = 65 images; at most 64/);
-      await assert.rejects(pipe.generate({ ...base, width: 8192, height: 8192, batchSize: 2 }), /megapixels; at most 64 in one call/);
-      await assert.rejects(pipe.generate({ ...base, width: 1e9 }), /width must be at most 8192/);
+      await assert.rejects(pipe.generate({ ...base, width: 4096, height: 4096, batchSize: 2 }), /megapixels; at most 16 in one call/);
+      await assert.rejects(pipe.generate({ ...base, width: 1e9 }), /width must be at most 4096/);
       await assert.rejects(pipe.generate({ ...base, steps: 1e9 }), /steps must be an integer from 1 to 1000/);
     });
 

@@ -93,9 +93,9 @@ export const LIMITS = {
   /** Images in one call: prompts × batchSize. */
   images: 64,
   /** Pixels on a side. */
-  side: 8192,
-  /** Pixels in one call: width × height × images (64 megapixels). */
-  pixels: 2 ** 26,
+  side: 4096,
+  /** Pixels in one call: width × height × images (16 megapixels, e.g. 4 images of 2048x2048). */
+  pixels: 2 ** 24,
 } as const;
 
 function fail(msg: string, type: ErrorConstructor = RangeError): never {
