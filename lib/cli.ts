@@ -69,9 +69,20 @@ const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
 
 /** The generation parameters of a PNG made by sdtorch or A1111. */
 function fromPng(file: string): InfotextOptions {
-  const text = readPngText(fs.readFileSync(file)).parameters;
-  if (text === undefined) throw new Error(`${file} carries no generation parameters (no "parameters" text chunk)`);
-  return infotextOptions(text);
+  let png: Buffer;
+  try {
+    png = fs.readFileSync(file);
+  } catch (e) {
+    throw new Error(`--from-png ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  const text = readPngText(png).parameters;
+  if (text === undefined) throw new Error(`--from-png ${file} carries no generation parameters (no "parameters" text chunk)`);
+  const options = infotextOptions(text);
+  // LoRAs given as files (--lora) leave only their hash; tags in the prompt come back by themselves.
+  const hashes = options.params['Lora hashes'];
+  const untagged = hashes ? [...hashes.matchAll(/([^:,]+):\s*[0-9a-f]+/g)].map((m) => m[1]!.trim()).filter((n) => !options.prompt.includes(`<lora:${n}`)) : [];
+  if (untagged.length) console.error(`sdtorch: ${file} was made with LoRA ${untagged.join(', ')} given as a file: pass it again with --lora FILE:WEIGHT`);
+  return options;
 }
 
 /**

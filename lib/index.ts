@@ -15,6 +15,8 @@ export { setLoras, loraHash, loraName } from './models/lora';
 export type { Lora, AppliedLora, LoraResult } from './models/lora';
 export { samplerNames } from './sampling/registry';
 export { infotextOptions as parseInfotext } from './image/infotext';
+export { extractExtraNetworks, promptSchedule, parseAttention } from './text/prompt';
+export type { ExtraNetwork } from './text/prompt';
 export type { InfotextOptions } from './image/infotext';
 export { preloadModelsFromStandardWeights, generate } from './compat';
 export type { StandardModels, SeedGenerateArgs } from './compat';

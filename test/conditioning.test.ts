@@ -64,7 +64,7 @@ describe('prompt conditioning (tiny model) equals A1111 and diffusers', function
     const db768 = new EmbeddingDb(pipe.tokenizer.bpe, await loadEmbeddingDirs([dir], 768));
     await assert.rejects(
       encodeTexts(['a darkstyle cat'], pipe.textEncoder, pipe.tokenizer.bpe, db768, { emphasis: 'original', clipSkip: 1, commaBacktrack: 20 }),
-      /the prompt uses embedding 'darkstyle', which cannot be used: .*width 32/,
+      /the prompt or negative prompt uses embedding 'darkstyle', which cannot be used: .*width 32/,
     );
   });
 
@@ -129,5 +129,6 @@ describe('LoRAs in generate() (tiny model)', function () {
   it('an unknown tag, or two weights for one LoRA, is a clear error', async function () {
     await assert.rejects(pipe.generate({ ...base, prompt: 'a cat <lora:nothere:1>', loraDirs: [dir] }), /the prompt asks for LoRA 'nothere', which is not in the LoRA folders .*there are: detail/);
     await assert.rejects(pipe.generate({ ...base, prompt: 'a cat <lora:detail:1:0.5>', loraDirs: [dir] }), /separate text-encoder and UNet weights are not supported/);
+    await assert.rejects(pipe.generate({ ...base, prompt: 'a cat <lora:x:abc>', loraDirs: [dir] }), /<lora:x:abc>: the weight must be a number/);
   });
 });

@@ -111,6 +111,8 @@ describe('inputs from the field', function () {
       await assert.rejects(pipe.generate({ ...base, width: 4096, height: 4096, batchSize: 2 }), /megapixels; at most 16 in one call/);
       await assert.rejects(pipe.generate({ ...base, width: 1e9 }), /width must be at most 4096/);
       await assert.rejects(pipe.generate({ ...base, steps: 1e9 }), /steps must be an integer from 1 to 1000/);
+      await assert.rejects(pipe.generate({ ...base, prompt: 'a \u0000 b' }), /prompts cannot contain NUL characters/);
+      await assert.rejects(pipe.generate({ ...base, clipSkip: '2' as never }), (e: Error) => e instanceof TypeError && /clipSkip must be a number .*got string '2'/.test(e.message));
     });
 
     it('a NaN timestep, token ids outside the vocabulary and a missing CUDA device get our words', async function () {

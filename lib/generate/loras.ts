@@ -37,6 +37,7 @@ export async function resolveLoras(explicit: Lora[], tags: ExtraNetwork[], dirs:
   return [
     ...explicit,
     ...wanted.map((t) => {
+      if (!Number.isFinite(t.multiplier)) throw new Error(`<${t.type}:${t.items.join(':')}>: the weight must be a number`);
       const file = files.get(t.name);
       if (file === undefined)
         throw new Error(
@@ -48,7 +49,6 @@ export async function resolveLoras(explicit: Lora[], tags: ExtraNetwork[], dirs:
       const te = t.named['te'];
       if ((unet !== undefined && Number(unet) !== t.multiplier) || (te !== undefined && Number(te) !== t.multiplier))
         throw new Error(`<${t.type}:${t.items.join(':')}>: separate text-encoder and UNet weights are not supported; give one weight`);
-      if (!Number.isFinite(t.multiplier)) throw new Error(`<${t.type}:${t.items.join(':')}>: the weight must be a number`);
       return { path: file, weight: t.multiplier };
     }),
   ];

@@ -139,6 +139,8 @@ export function checkSize({ width, height }: { width: number; height: number }, 
 export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   if (typeof o !== 'object' || o === null) fail(`takes an options object ({ prompt, ... }), got ${show(o)}`, TypeError);
   const prompts = strings(o.prompt, 'prompt');
+  if ([o.prompt, o.negativePrompt].flat().some((p) => typeof p === 'string' && p.includes('\0')))
+    fail('prompts cannot contain NUL characters (\\0): remove them (PNG text, where the prompt is written, cannot hold them)');
   const neg = o.negativePrompt ?? '';
   const negatives = typeof neg === 'string' ? prompts.map(() => neg) : strings(neg, 'negativePrompt');
   if (negatives.length !== prompts.length) fail(`negativePrompt has ${negatives.length} entries for ${prompts.length} prompts`);
@@ -167,7 +169,8 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   optionalType(o, 'loras', (v) => Array.isArray(v) && v.every((l) => typeof l === 'object' && l !== null && typeof (l as Lora).path === 'string' && (typeof (l as Lora).weight === 'number' || (l as Lora).weight === undefined)), 'an array of { path, weight }');
   optionalType(o, 'padCondUncond', (v) => typeof v === 'boolean' || v === 'v0', "true, false or 'v0'");
   const clipSkip = o.clipSkip ?? 1;
-  if (typeof clipSkip !== 'number' || !Number.isInteger(clipSkip) || clipSkip < 1) fail(`clipSkip must be a whole number from 1 (the last layer), got ${show(clipSkip)}`);
+  if (typeof clipSkip !== 'number') fail(`clipSkip must be a number (1 = the last layer), got ${typeof clipSkip} ${show(clipSkip)}`, TypeError);
+  if (!Number.isInteger(clipSkip) || clipSkip < 1) fail(`clipSkip must be a whole number from 1 (the last layer), got ${show(clipSkip)}`);
   if (o.image !== undefined && o.latents !== undefined) fail('pass either image (img2img) or latents (txt2img), not both');
   const steps = positiveInt(o.steps ?? 50, 'steps', Number.MAX_SAFE_INTEGER);
   const batchSize = positiveInt(o.batchSize ?? 1, 'batchSize', LIMITS.images);

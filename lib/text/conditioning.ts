@@ -119,7 +119,7 @@ export function tokenizeLine(line: string, tokenizer: CLIPTokenizer, db: Embeddi
         position += 1;
         continue;
       }
-      if (found.embedding.error !== undefined) throw new Error(`the prompt uses embedding '${found.embedding.name}', which cannot be used: ${found.embedding.error}`);
+      if (found.embedding.error !== undefined) throw new Error(`the prompt or negative prompt uses embedding '${found.embedding.name}', which cannot be used: ${found.embedding.error}`);
       const n = found.embedding.vectors.shape[0]!;
       if (chunk.tokens.length + n > CHUNK_LENGTH) nextChunk();
       chunk.fixes.push({ offset: chunk.tokens.length, embedding: found.embedding });
