@@ -123,16 +123,16 @@ export class Pipeline {
     const guided = o.cfgScale > 1;
     const encoder = this.family.textEncoders[0]!;
     if (o.clipSkip > encoder.layers) throw new RangeError(`generate(): clipSkip must be at most ${encoder.layers} for this text encoder, got ${o.clipSkip}`);
-    // LoRAs first: they change the text encoder too. The job's set replaces the last job's.
-    const tags = [...o.prompts, ...o.negatives].flatMap((p) => extractExtraNetworks(p).networks);
-    const positive = o.prompts.flatMap((p) => extractExtraNetworks(p).networks);
-    const loras = await setLoras(this.model, await resolveLoras(o.loras, positive, o.loraDirs));
-    if (tags.length > positive.length) process.emitWarning('tags such as <lora:...> in the negative prompt are removed and not applied (as in A1111)', { code: 'SDTORCH_NEGATIVE_TAGS' });
+    // Tags out once; LoRAs first: they change the text encoder too. The job's set replaces the last job's.
+    const prompts = o.prompts.map(extractExtraNetworks);
+    const negatives = o.negatives.map(extractExtraNetworks);
+    const loras = await setLoras(this.model, await resolveLoras(o.loras, prompts.flatMap((p) => p.networks), o.loraDirs));
+    if (negatives.some((n) => n.networks.length)) process.emitWarning('tags such as <lora:...> in the negative prompt are removed and not applied (as in A1111)', { code: 'SDTORCH_NEGATIVE_TAGS' });
     const db = new EmbeddingDb(this.tokenizer.bpe, await loadEmbeddingDirs(o.embeddingDirs, encoder.width));
     const encodeOpts = { emphasis: o.emphasis, clipSkip: o.clipSkip, commaBacktrack: 20 };
     const encode = (texts: string[]) => encodeTexts(texts, this.textEncoder, this.tokenizer.bpe, db, encodeOpts);
     const [plan, empty] = await stage(this.textEncoder, async () => [
-      await planPrompts(o.prompts, guided ? o.negatives : null, o.batchSize, o.steps * o.sampler.evalsPerStep, encode),
+      await planPrompts(prompts.map((p) => p.text), guided ? negatives.map((n) => n.text) : null, o.batchSize, o.steps * o.sampler.evalsPerStep, encode),
       o.padCondUncond === true && guided ? (await encode([''])).context : undefined,
     ] as const);
 

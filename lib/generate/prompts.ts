@@ -5,7 +5,7 @@
 import { extendByLast, type StepContext } from '../sampling/denoiser';
 import { Tensor } from '../tensor';
 import type { Encoded, TextualInversion } from '../text/conditioning';
-import { extractExtraNetworks, promptSchedule, type ExtraNetwork } from '../text/prompt';
+import { promptSchedule } from '../text/prompt';
 
 /** One prompt's schedule: until evaluation `endAt` (inclusive), context row [1, T, W]. */
 interface Scheduled {
@@ -14,14 +14,12 @@ interface Scheduled {
 
 export interface PromptPlan {
   contextAt(evaluation: number): StepContext;
-  /** Extra-network tags (<lora:name:w>) of the prompts, in order. */
-  networks: ExtraNetwork[];
   /** Embeddings the prompts used (for "TI hashes"). */
   usedEmbeddings: Set<TextualInversion>;
 }
 
 /**
- * Encodes each distinct prompt (tags removed, edits scheduled over `scheduleSteps` evaluations)
+ * Encodes each distinct prompt (extra-network tags already removed; edits scheduled over `scheduleSteps` evaluations)
  * and negative prompt once, and returns the per-evaluation batches: row b is prompt
  * ⌊b / batchSize⌋, as diffusers and A1111 order a batch.
  */
@@ -29,7 +27,6 @@ export async function planPrompts(
   prompts: string[], negatives: string[] | null, batchSize: number, scheduleSteps: number,
   encode: (texts: string[]) => Promise<Encoded>,
 ): Promise<PromptPlan> {
-  const networks: ExtraNetwork[] = [];
   const usedEmbeddings = new Set<TextualInversion>();
   const cache = new Map<string, Promise<Scheduled>>();
   const schedule = (prompt: string): Promise<Scheduled> => {
@@ -45,18 +42,10 @@ export async function planPrompts(
     }
     return s;
   };
-  const strip = (p: string) => {
-    const { text, networks: found } = extractExtraNetworks(p);
-    return { text, found };
-  };
   const conds: Scheduled[] = [];
-  for (const p of prompts) {
-    const { text, found } = strip(p);
-    networks.push(...found);
-    conds.push(await schedule(text));
-  }
-  const unconds = negatives ? await Promise.all(negatives.map((n) => schedule(strip(n).text))) : null;
-  return { contextAt: batcher(conds, unconds, batchSize), networks, usedEmbeddings };
+  for (const p of prompts) conds.push(await schedule(p));
+  const unconds = negatives ? await Promise.all(negatives.map(schedule)) : null;
+  return { contextAt: batcher(conds, unconds, batchSize), usedEmbeddings };
 }
 
 function batcher(conds: Scheduled[], unconds: Scheduled[] | null, batchSize: number): (evaluation: number) => StepContext {
