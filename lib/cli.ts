@@ -36,7 +36,7 @@ const USAGE = `Usage:
       --from-png FILE      take prompt and parameters from a PNG's infotext (flags given win)
       --lora FILE[:W]      a LoRA/LyCORIS file with its weight (default 1; repeatable)
       --lora-dir DIR       where <lora:name:w> tags in the prompt are found (repeatable)
-  sdtorch info FILE        a checkpoint's family, dtypes and parameter counts, or a PNG's parameters
+  sdtorch info FILE        a checkpoint's (or diffusers folder's) family, prediction, dtypes and parameter counts, or a PNG's parameters
   sdtorch info --system    libtorch, CUDA and the binary that loaded (for bug reports)
   sdtorch download         fetch the default weights into the cache
   sdtorch setup [--no-download]
@@ -186,9 +186,11 @@ async function info(args: string[]): Promise<void> {
   const file = args[0];
   if (!file) throw new Error('info needs a file: sdtorch info model.safetensors | image.png');
   const head = Buffer.alloc(8);
-  const fd = fs.openSync(file, 'r');
-  fs.readSync(fd, head, 0, 8, 0);
-  fs.closeSync(fd);
+  if (!fs.statSync(file).isDirectory()) {
+    const fd = fs.openSync(file, 'r');
+    fs.readSync(fd, head, 0, 8, 0);
+    fs.closeSync(fd);
+  }
   if (head.toString('latin1', 1, 4) === 'PNG') {
     const text = readPngText(fs.readFileSync(file));
     console.log(text.parameters ?? '(no generation parameters in this PNG)');
@@ -202,7 +204,8 @@ async function info(args: string[]): Promise<void> {
     g.params += t.numel;
     g.dtypes.add(t.dtype);
   }
-  console.log(`${file}\n  format: ${f.format}\n  family: ${f.family}\n  tensors: ${f.tensors.length}`);
+  const loads = f.preset ? `${f.label} (preset ${f.preset}), ${f.prediction === 'v' ? 'v-prediction' : 'epsilon prediction'}, ${f.defaultSize}x${f.defaultSize}` : 'not loadable by sdtorch';
+  console.log(`${file}\n  format: ${f.format}\n  family: ${f.family}\n  loads as: ${loads}\n  tensors: ${f.tensors.length}`);
   for (const [name, g] of Object.entries(groups))
     console.log(`  ${name}: ${(g.params / 1e6).toFixed(1)}M parameters (${[...g.dtypes].join(', ')})`);
 }

@@ -16,7 +16,7 @@ namespace sdtorch {
 // Tensors in file order. CPU tensors that may alias the mapped file (read-only view semantics).
 struct TensorFile {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
-  std::map<std::string, std::string> metadata;  // safetensors __metadata__
+  std::map<std::string, std::string> metadata;  // safetensors __metadata__; a .ckpt's global_step
   std::string format;                          // "safetensors" | "ckpt"
 };
 
