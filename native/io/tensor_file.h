@@ -32,6 +32,9 @@ at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at:
 // view shares with a neighbour are kept.
 void release_pages(const at::Tensor& view);
 
+// "[2, 4, 64, 64]", for messages.
+std::string shape_str(at::IntArrayRef shape);
+
 [[noreturn]] void damaged(const std::string& path, const std::string& why);
 
 }  // namespace sdtorch

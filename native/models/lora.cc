@@ -40,12 +40,6 @@ std::string message(const std::exception& e) {
   return e.what();
 }
 
-std::string shape_str(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 
 // The tensor parts of one adapted layer, by the name that follows the layer's name in the file.
 const char* const kParts[] = {

@@ -129,12 +129,6 @@ TensorFile read_diffusers_folder(const std::string& dir) {
   return out;
 }
 
-std::string shape_str(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 }  // namespace
 
 TensorFile read_model(const std::string& path) { return is_dir(path) ? read_diffusers_folder(path) : load_tensor_file(path); }

@@ -10,12 +10,6 @@ namespace sdtorch {
 
 namespace {
 
-std::string shape_str(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 // Copies (or, for matching CPU dtypes, aliases) each parameter from the file. `originals`, when
 // given, keeps the file's tensors (for LoRAs); the pages of those that were converted are handed
 // back, so keeping them costs no resident memory until a LoRA reads them.
