@@ -163,6 +163,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                                     "), or rebuild against this one: npx sdtorch build");
   }
   pin_thread_counts();
+  // float32 means float32 on CUDA too: no TF32 convolutions (libtorch's default allows them), so a
+  // GPU run in fp32 gives the CPU's image; fp16/bf16 are the fast paths.
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setAllowTF32CuBLAS(false);
   TensorWrap::Init(env, exports);
   GeneratorWrap::Init(env, exports);
   ModelWrap::Init(env, exports);
