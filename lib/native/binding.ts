@@ -38,11 +38,17 @@ export interface TextEncoderSpec {
   vocab: number;
   /** Transformer layers (the largest clipSkip). */
   layers: number;
+  /**
+   * The token that fills a prompt's chunk after its end token: 49407 (<|endoftext|>) for SD 1.x's
+   * CLIP, 0 ("!") for SD 2's OpenCLIP (A1111's id_pad, diffusers' SD 2 tokenizer pad_token).
+   * Absent from older binaries: 49407.
+   */
+  padToken?: number;
 }
 
 /** A row of the native preset table: what a loaded checkpoint is. */
 export interface NativeFamily {
-  /** The preset: "sd15", "tiny". */
+  /** The preset: 'sd15', 'sd15-inpaint', 'sd2', 'sd2-v', 'sd2-inpaint', 'tiny', 'tiny-inpaint'. */
   name: string;
   /** For messages: "SD 1.x". */
   label: string;
@@ -144,7 +150,11 @@ export interface SystemInfo {
 export interface Binding {
   NativeTensor: NativeTensorClass & (new (..._: never[]) => NativeTensor);
   NativeGenerator: new (seed: number | bigint) => NativeGenerator;
-  loadModel(o: { path: string; device: string; dtype: DType }): Promise<NativeModel>;
+  /**
+   * path: a single-file checkpoint or a diffusers folder; prediction overrides the detected one;
+   * vae: a separate VAE file loaded in place of the checkpoint's.
+   */
+  loadModel(o: { path: string; device: string; dtype: DType; prediction?: 'epsilon' | 'v'; vae?: string }): Promise<NativeModel>;
   /** headerOnly: format and metadata, no tensors (a .ckpt's pickle is not read). */
   loadTensors(o: { path: string; headerOnly?: boolean }): Promise<{ tensors: Array<[string, NativeTensor]>; metadata: Record<string, string>; format: string }>;
   saveTensors(o: { path: string; tensors: Record<string, NativeTensor>; metadata?: Record<string, string>; overwrite?: boolean }): Promise<void>;
