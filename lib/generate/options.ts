@@ -31,6 +31,12 @@ export interface GenerateOptions {
    * string. Omitted or -1: a random one is drawn (and returned). Other negative seeds are refused.
    */
   seed?: number | bigint | string;
+  /**
+   * Image size in pixels, multiples of 8. Default: the family's default size (txt2img); the input
+   * image's size rounded down to multiples of 8 (img2img, inpainting 'whole'; both given: the image
+   * is resized to them); inpainting 'masked': the size the crop is worked at (default the family's
+   * default size, square), the output keeping the input's size.
+   */
   width?: number;
   height?: number;
   /** Images per prompt. */
