@@ -7,10 +7,14 @@ import path from 'node:path';
 import * as sd from '../lib';
 import { native } from '../lib/native/load';
 
-export function randomTensors(preset: 'tiny' | 'sd15' = 'tiny', seed = 1234): Record<string, sd.Tensor> {
+const CONV_IN = 'model.diffusion_model.input_blocks.0.0.weight';
+
+/** unetInChannels 9: the inpainting layout (input_blocks.0.0.weight [C, 9, 3, 3]; every later draw moves). */
+export function randomTensors(preset: 'tiny' | 'sd15' = 'tiny', seed = 1234, unetInChannels = 4): Record<string, sd.Tensor> {
   const g = new sd.Generator(seed);
   const out: Record<string, sd.Tensor> = {};
-  for (const [key, shape] of native().presetManifest({ preset })) {
+  for (const [key, presetShape] of native().presetManifest({ preset })) {
+    const shape = key === CONV_IN ? [presetShape[0]!, unetInChannels, ...presetShape.slice(2)] : presetShape;
     const n = g.randn(shape);
     if (shape.length === 1) out[key] = n.mul(0.05).add(key.endsWith('weight') ? 1 : 0);
     else if (key.includes('embedding')) out[key] = n.mul(0.02);
@@ -22,13 +26,15 @@ export function randomTensors(preset: 'tiny' | 'sd15' = 'tiny', seed = 1234): Re
   return out;
 }
 
-let cached: string | undefined;
+const cached = new Map<number, string>();
 
-/** A tiny random checkpoint file, written once per test run. */
-export async function tinyCheckpoint(): Promise<string> {
-  if (cached) return cached;
+/** A tiny random checkpoint file (unetInChannels 9: the tiny inpainting one), written once per test run. */
+export async function tinyCheckpoint(unetInChannels = 4): Promise<string> {
+  const known = cached.get(unetInChannels);
+  if (known) return known;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdtorch-tiny-'));
-  const file = path.join(dir, 'tiny-random.safetensors');
-  await sd.saveTensors(file, randomTensors());
-  return (cached = file);
+  const file = path.join(dir, unetInChannels === 4 ? 'tiny-random.safetensors' : `tiny-random-${unetInChannels}ch.safetensors`);
+  await sd.saveTensors(file, randomTensors('tiny', 1234, unetInChannels));
+  cached.set(unetInChannels, file);
+  return file;
 }
