@@ -12,7 +12,7 @@ import * as sd from '../lib';
 import type { GenerateOptions } from '../lib';
 import { fixture, relErrTensor as relErr, tmpDir } from './helpers';
 import { native } from '../lib/native/load';
-import { randomTensors, tinyCheckpoint } from './tiny';
+import { randomTensors, tinyCheckpoint, tinyInpaintCheckpoint } from './tiny';
 import { ensureFamilyWeights, ensureWeights, repoRoot, type FamilyWeight } from './weights';
 
 /** One pipeline run of a reference, in sdtorch's option names (image and mask: files under test/fixtures). */
@@ -81,7 +81,7 @@ describe('tiny inpainting matches diffusers (every noise-draw order, fast)', fun
   const tinyRef = new Reference('tiny-inpaint-reference');
   let pipe: sd.Pipeline;
   before(async function () {
-    pipe = await sd.loadPipeline(await tinyCheckpoint(9), { device: 'cpu' });
+    pipe = await sd.loadPipeline(await tinyInpaintCheckpoint(), { device: 'cpu' });
   });
   after(() => pipe?.dispose());
 
