@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Writes the `tiny` preset as diffusers folders: test/fixtures/diffusers-tiny-{safetensors,bin}/.
+
+The weights are the tiny checkpoint's (make_tiny_fixture.tiny_state_dict(): the fixture recipe over
+tiny-manifest.json, seed 1234, the same values test/tiny.ts draws) moved into diffusers' and
+transformers' classes by diffusers' own LDM -> diffusers conversion, as make_tiny_fixture.py does, then
+stored in float16 (a folder is ~8 MB then; weights loaded from it in float32 equal the tiny checkpoint
+cast to float16 and back, bit for bit). Each folder is what StableDiffusionPipeline.save_pretrained
+writes (model_index.json; unet/, vae/ with diffusers' names; scheduler/ PNDMScheduler with SD 1.5's
+config; tokenizer/ as transformers 4 wrote it: vocab.json, merges.txt, special_tokens_map.json,
+tokenizer_config.json; safety_checker and feature_extractor null), with:
+
+  diffusers-tiny-safetensors/  safe_serialization=True: diffusion_pytorch_model.safetensors, text_encoder/model.safetensors
+  diffusers-tiny-bin/          safe_serialization=False: diffusion_pytorch_model.bin, text_encoder/pytorch_model.bin
+                               (torch.save zips of the state dict)
+
+The text encoder's file is written here, not by transformers 5: transformers 5 saves its flattened
+CLIPTextModel without the `text_model.` prefix and always as safetensors, while the folders people
+download (written by transformers 4) name `text_model.embeddings...` and carry the
+`text_model.embeddings.position_ids` buffer; both files here are in that layout. The script loads
+each folder back with StableDiffusionPipeline.from_pretrained and checks every weight and buffer.
+
+Usage: PYTHONPATH=/path/to/diffusers/src python3 scripts/make_diffusers_tiny.py
+"""
+import json
+import pathlib
+import shutil
+import sys
+import tempfile
+
+import torch
+from safetensors.torch import save_file
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from diffusers_configs import SD15_SCHEDULER, write_tokenizer  # noqa: E402
+from make_tiny_fixture import tiny_state_dict  # noqa: E402
+from make_tokenizer_fixture import build_tokenizer  # noqa: E402
+
+FIX = HERE.parent / "test" / "fixtures"
+CLIP_PREFIX = "cond_stage_model.transformer.text_model."
+
+
+def tiny_components(sd=None, in_channels=4):
+    """The tiny preset's diffusers/transformers twins, as make_tiny_fixture.py builds them (float32),
+    filled with `sd` (default: the tiny checkpoint); in_channels 9 for the tiny inpainting UNet."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    sd = tiny_state_dict() if sd is None else sd
+    unet_cfg = dict(sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=2, block_out_channels=[32, 64],
+                    down_block_types=["CrossAttnDownBlock2D"] * 2, up_block_types=["CrossAttnUpBlock2D"] * 2,
+                    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32)
+    unet = UNet2DConditionModel(**unet_cfg).eval()
+    unet.load_state_dict(convert_ldm_unet_checkpoint(sd, unet_cfg), strict=True)
+    vae_cfg = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=[32, 64],
+                   down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                   norm_num_groups=32, sample_size=16)
+    vae = AutoencoderKL(**vae_cfg).eval()
+    vae.load_state_dict(convert_ldm_vae_checkpoint(sd, vae_cfg), strict=True)
+    clip = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
+                                        max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu")).eval()
+    clip_sd = {k[len(CLIP_PREFIX):]: v for k, v in sd.items() if k.startswith(CLIP_PREFIX)}
+    missing, unexpected = clip.load_state_dict(clip_sd, strict=False)
+    assert not unexpected and all("position_ids" in m for m in missing), (missing, unexpected)
+    return unet, vae, clip
+
+
+def text_encoder_state(clip) -> dict:
+    """transformers 4's file layout: text_model.* names and the position_ids buffer."""
+    out = {"text_model." + k: v.detach().clone().contiguous() for k, v in clip.state_dict().items() if "position_ids" not in k}
+    out["text_model.embeddings.position_ids"] = torch.arange(77).unsqueeze(0)
+    return out
+
+
+def write_folder(pipe, clip, out: pathlib.Path, safe: bool):
+    if out.exists():
+        shutil.rmtree(out)
+    pipe.save_pretrained(str(out), safe_serialization=safe)
+    shutil.rmtree(out / "tokenizer")  # transformers 5 writes tokenizer.json (3.6 MB); people's folders have these:
+    write_tokenizer(out / "tokenizer", "<|endoftext|>")
+    te = out / "text_encoder"
+    for f in te.glob("*.safetensors"):
+        f.unlink()
+    state = text_encoder_state(clip)
+    if safe:
+        save_file(state, str(te / "model.safetensors"), metadata={"format": "pt"})
+    else:
+        torch.save(state, str(te / "pytorch_model.bin"))
+
+
+def check_folder(out: pathlib.Path, unet, vae, clip):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(out), torch_dtype=torch.float32, local_files_only=True)
+    for name, want in (("unet", unet), ("vae", vae), ("text_encoder", clip)):
+        got = getattr(pipe, name).state_dict()
+        ref = want.state_dict()
+        assert set(got) == set(ref), (name, set(got) ^ set(ref))
+        for k, v in ref.items():
+            assert torch.equal(got[k], v.to(got[k].dtype)), (out.name, name, k)
+    assert pipe.tokenizer.model_max_length == 77 and pipe.tokenizer.pad_token_id == 49407
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"{out.relative_to(FIX.parent.parent)}: {size / 1e6:.1f} MB, {files}")
+
+
+def main():
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from diffusers.utils import logging
+
+    logging.set_verbosity_error()
+    unet, vae, clip = (m.half() for m in tiny_components())
+    with tempfile.TemporaryDirectory() as tmp:
+        tok = build_tokenizer(pathlib.Path(tmp))
+        tok.model_max_length = 77
+        pipe = StableDiffusionPipeline(vae=vae, text_encoder=clip, tokenizer=tok, unet=unet,
+                                       scheduler=PNDMScheduler.from_config(SD15_SCHEDULER), safety_checker=None,
+                                       feature_extractor=None, requires_safety_checker=False)
+        for safe, name in ((True, "diffusers-tiny-safetensors"), (False, "diffusers-tiny-bin")):
+            write_folder(pipe, clip, FIX / name, safe)
+            check_folder(FIX / name, unet, vae, clip)
+    index = json.loads((FIX / "diffusers-tiny-safetensors" / "model_index.json").read_text())
+    print("model_index.json:", index)
+
+
+if __name__ == "__main__":
+    main()
