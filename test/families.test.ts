@@ -159,6 +159,89 @@ describe('diffusers folders load as the single file they came from (tiny preset)
   }
 });
 
+describe('diffusers folders as people have them, and folder errors (tiny preset)', function () {
+  let tmp: ReturnType<typeof tmpDir>;
+  let reference: sd.Pipeline;
+  before(async function () {
+    tmp = tmpDir('sdtorch-folder-variants-');
+    reference = await sd.loadPipeline(fixture('diffusers-tiny-safetensors'), { device: 'cpu' });
+  });
+  after(() => {
+    reference?.dispose();
+    tmp?.cleanup();
+  });
+  const copy = (name: string) => {
+    const dir = path.join(tmp.dir, name);
+    fs.cpSync(fixture('diffusers-tiny-safetensors'), dir, { recursive: true });
+    return dir;
+  };
+  const sameWeights = async (pipe: sd.Pipeline) => {
+    for (const component of ['textEncoder', 'unet', 'vae'] as const) {
+      const want = new Map(await reference.model.parameters({ component }));
+      for (const [k, t] of await pipe.model.parameters({ component })) assert.equal(new sd.Tensor(t).sub(new sd.Tensor(want.get(k)!)).norm(), 0, k);
+    }
+  };
+
+  it('transformers 5 text encoder keys (no text_model.), an fp16 variant file name and a sharded text encoder load the same weights', async function () {
+    const dir = copy('variants');
+    // transformers 5 writes CLIPTextModel without the `text_model.` prefix; shard it in two with an index.
+    const te = await sd.loadTensors(path.join(dir, 'text_encoder', 'model.safetensors'));
+    fs.rmSync(path.join(dir, 'text_encoder', 'model.safetensors'));
+    const names = Object.keys(te);
+    const shards = [names.slice(0, 10), names.slice(10)];
+    const weightMap: Record<string, string> = {};
+    for (const [i, part] of shards.entries()) {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      await sd.saveTensors(path.join(dir, 'text_encoder', file), Object.fromEntries(part.map((k) => [k.replace(/^text_model\./, ''), te[k]!])));
+      for (const k of part) weightMap[k.replace(/^text_model\./, '')] = file;
+    }
+    fs.writeFileSync(path.join(dir, 'text_encoder', 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    fs.renameSync(path.join(dir, 'unet', 'diffusion_pytorch_model.safetensors'), path.join(dir, 'unet', 'diffusion_pytorch_model.fp16.safetensors'));
+    const pipe = await sd.loadPipeline(dir, { device: 'cpu' });
+    try {
+      await sameWeights(pipe);
+    } finally {
+      pipe.dispose();
+    }
+  });
+
+  it('a folder without model_index.json, or without UNet weights, is refused saying what is missing', async function () {
+    const bare = copy('no-index');
+    fs.rmSync(path.join(bare, 'model_index.json'));
+    await assert.rejects(sd.loadPipeline(bare, { device: 'cpu' }), /without model_index\.json.*diffusers folder/);
+    const partial = copy('no-unet');
+    fs.rmSync(path.join(partial, 'unet', 'diffusion_pytorch_model.safetensors'));
+    await assert.rejects(sd.loadPipeline(partial, { device: 'cpu' }), /unet' has no diffusion_pytorch_model\.safetensors.*incomplete/);
+  });
+
+  it("vae: a diffusers AutoencoderKL file loads in place of the checkpoint's VAE", async function () {
+    const half = Object.fromEntries(Object.entries(randomTensors(undefined, 99)).map(([k, t]) => [k, t.dtype === 'float32' ? t.to('cpu', 'float16') : t]));
+    const file = path.join(tmp.dir, 'other-seed.safetensors');
+    await sd.saveTensors(file, half);
+    const pipe = await sd.loadPipeline(file, { device: 'cpu', vae: fixture('diffusers-tiny-safetensors/vae/diffusion_pytorch_model.safetensors') });
+    try {
+      assert.equal(pipe.model.info().vae, fixture('diffusers-tiny-safetensors/vae/diffusion_pytorch_model.safetensors'));
+      const want = new Map(await reference.model.parameters({ component: 'vae' }));
+      for (const [k, t] of await pipe.model.parameters({ component: 'vae' })) assert.equal(new sd.Tensor(t).sub(new sd.Tensor(want.get(k)!)).norm(), 0, k);
+    } finally {
+      pipe.dispose();
+    }
+  });
+
+  it('vae: a VAE of another family, a file without a VAE, or a folder is refused naming the file', async function () {
+    const vae = Object.fromEntries(Object.entries(randomTensors()).filter(([k]) => k.startsWith('first_stage_model.')));
+    vae['first_stage_model.decoder.conv_in.weight'] = new sd.Generator(1).randn([64, 16, 3, 3]);
+    const sixteen = path.join(tmp.dir, 'sixteen-channel-vae.safetensors');
+    await sd.saveTensors(sixteen, vae);
+    const checkpoint = await tinyCheckpoint();
+    await assert.rejects(sd.loadPipeline(checkpoint, { device: 'cpu', vae: sixteen }), /sixteen-channel-vae\.safetensors' is not a VAE for .*latents have 16 channels, this model's have 4/);
+    const lora = path.join(tmp.dir, 'not-a-vae.safetensors');
+    await sd.saveTensors(lora, { 'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight': new sd.Generator(1).randn([4, 32]) });
+    await assert.rejects(sd.loadPipeline(checkpoint, { device: 'cpu', vae: lora }), /not-a-vae\.safetensors' holds no VAE weights .* looks like lora/);
+    await assert.rejects(sd.loadPipeline(checkpoint, { device: 'cpu', vae: tmp.dir }), /is a folder; give the VAE file itself/);
+  });
+});
+
 describe('SD 2.1 768-v (random fp16 file, fp32 CPU) matches diffusers', function () {
   const pipe = withPipeline('sd21-v');
 

@@ -45,30 +45,34 @@ double number(const json::Value& v, const char* key, double fallback) {
   return n && n->kind == json::Value::Number ? n->number : fallback;
 }
 
-// The weights of one folder component, whichever of diffusers' file names it was saved under.
-std::vector<std::string> component_files(const std::string& dir, const std::string& stem) {
-  for (const char* ext : {".safetensors", ".fp16.safetensors", ".bin", ".fp16.bin"}) {
-    const std::string file = dir + "/" + stem + ext;
-    if (is_file(file)) return {file};
-    // Sharded: the index names the shards.
-    if (is_file(file + ".index.json")) {
-      std::set<std::string> shards;
-      const json::Value index = read_json(file + ".index.json");
-      if (const json::Value* map = index.find("weight_map"))
-        for (const auto& [name, shard] : map->members)
-          if (shard.kind == json::Value::String && shard.str.find('/') == std::string::npos) shards.insert(dir + "/" + shard.str);
-      if (shards.empty()) throw std::runtime_error("'" + file + ".index.json' names no shard files");
-      return {shards.begin(), shards.end()};
+// The weights of one folder component, whichever of diffusers' and transformers' file names it was
+// saved under (stems: "diffusion_pytorch_model"; "model", "pytorch_model"), fp16 variants and
+// sharded checkpoints (*.index.json) included.
+std::vector<std::string> component_files(const std::string& dir, std::initializer_list<const char*> stems) {
+  for (const char* stem : stems)
+    for (const char* ext : {".safetensors", ".fp16.safetensors", ".bin", ".fp16.bin"}) {
+      const std::string file = dir + "/" + stem + ext;
+      if (is_file(file)) return {file};
+      // Sharded: the index names the shards.
+      if (is_file(file + ".index.json")) {
+        std::set<std::string> shards;
+        const json::Value index = read_json(file + ".index.json");
+        if (const json::Value* map = index.find("weight_map"))
+          for (const auto& [name, shard] : map->members)
+            if (shard.kind == json::Value::String && shard.str.find('/') == std::string::npos) shards.insert(dir + "/" + shard.str);
+        if (shards.empty()) throw std::runtime_error("'" + file + ".index.json' names no shard files");
+        return {shards.begin(), shards.end()};
+      }
     }
-  }
+  const char* stem = *stems.begin();
   throw std::runtime_error("'" + dir + "' has no " + stem + ".safetensors or " + stem + ".bin (the diffusers folder is incomplete)");
 }
 
 // Reads a component's tensors and adds them to `out` under the names `rename` gives (nullopt: a name
 // that belongs to no module of ours, which is an error naming the file).
 template <class Rename>
-void add_component(TensorFile& out, const std::string& dir, const std::string& stem, const Rename& rename) {
-  for (const std::string& file : component_files(dir, stem)) {
+void add_component(TensorFile& out, const std::string& dir, std::initializer_list<const char*> stems, const Rename& rename) {
+  for (const std::string& file : component_files(dir, stems)) {
     TensorFile part = load_tensor_file(file);
     for (auto& [k, t] : part.tensors) {
       std::optional<std::string> name = rename(k);
@@ -101,19 +105,19 @@ TensorFile read_diffusers_folder(const std::string& dir) {
   out.format = "diffusers";
   const json::Value unet_cfg = read_json(dir + "/unet/config.json");
   const UNetConfig unet = unet_structure(unet_cfg);
-  add_component(out, dir + "/unet", "diffusion_pytorch_model", [&](const std::string& k) -> std::optional<std::string> {
+  add_component(out, dir + "/unet", {"diffusion_pytorch_model"}, [&](const std::string& k) -> std::optional<std::string> {
     auto ldm = diffusers_unet_to_ldm(k, unet);
     return ldm ? std::optional<std::string>(kUNetPrefix + *ldm) : std::nullopt;
   });
   VaeConfig vae;
   if (is_file(dir + "/vae/config.json"))
     if (const json::Value* ch = read_json(dir + "/vae/config.json").find("block_out_channels")) vae.mult.assign(ch->items.size(), 1);
-  add_component(out, dir + "/vae", "diffusion_pytorch_model", [&](const std::string& k) -> std::optional<std::string> {
+  add_component(out, dir + "/vae", {"diffusion_pytorch_model"}, [&](const std::string& k) -> std::optional<std::string> {
     auto ldm = diffusers_vae_to_ldm(k, vae);
     return std::string(kVaePrefix) + (ldm ? *ldm : k);  // conv_in, conv_out, (post_)quant_conv keep their names
   });
   // transformers' CLIPTextModel: "text_model.*" (or, saved by transformers 5, the same names without it).
-  add_component(out, dir + "/text_encoder", is_file(dir + "/text_encoder/model.safetensors") ? "model" : "pytorch_model",
+  add_component(out, dir + "/text_encoder", {"model", "pytorch_model"},
                 [&](const std::string& k) -> std::optional<std::string> {
                   const std::string name = starts(k, "text_model.") ? k.substr(11) : k;
                   if (starts(name, "embeddings.position_ids")) return std::string();  // a buffer, not a weight
@@ -147,6 +151,11 @@ void replace_vae(TensorFile& model, const std::string& vae_path, const Family& f
   if (vae.empty())
     throw std::runtime_error("vae: '" + vae_path + "' holds no VAE weights (encoder.*, decoder.*, or first_stage_model.*); it looks like " +
                              checkpoint_kind(file));
+  // Latent channels first: the usual mistake (an SD3/FLUX VAE, 16 channels), said as such.
+  if (auto it = vae.find("decoder.conv_in.weight"); it != vae.end() && it->second.dim() == 4 && it->second.size(1) != family.vae.z)
+    throw std::runtime_error("vae: '" + vae_path + "' is not a VAE for " + family.label + ": its latents have " +
+                             std::to_string(it->second.size(1)) + " channels, this model's have " + std::to_string(family.vae.z) +
+                             " (SD3 and FLUX VAEs have 16); use a VAE made for " + family.label);
   // Every weight of this family's VAE, with its shape: a VAE of another family fails here, by name.
   for (const auto& p : AutoencoderKL(family.vae)->named_parameters()) {
     auto it = vae.find(p.key());
@@ -154,8 +163,7 @@ void replace_vae(TensorFile& model, const std::string& vae_path, const Family& f
       throw std::runtime_error("vae: '" + vae_path + "' lacks '" + p.key() + "' of an " + family.label + " VAE; the file is incomplete or another kind of model");
     if (it->second.numel() != p.value().numel())
       throw std::runtime_error("vae: '" + vae_path + "' is not a VAE for " + family.label + ": '" + p.key() + "' has shape " +
-                               shape_str(it->second.sizes()) + ", expected " + shape_str(p.value().sizes()) +
-                               (p.key() == "decoder.conv_in.weight" ? " (latent channels differ: SD3 and FLUX VAEs have 16)" : ""));
+                               shape_str(it->second.sizes()) + ", expected " + shape_str(p.value().sizes()));
   }
   std::vector<std::pair<std::string, at::Tensor>> kept;
   for (auto& entry : model.tensors)
