@@ -34,37 +34,11 @@ from safetensors.torch import save_file
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from diffusers_configs import SD15_SCHEDULER, write_tokenizer  # noqa: E402
-from make_tiny_fixture import tiny_state_dict  # noqa: E402
+from make_tiny_fixture import tiny_components, tiny_state_dict  # noqa: E402
 from make_tokenizer_fixture import build_tokenizer  # noqa: E402
 
 FIX = HERE.parent / "test" / "fixtures"
 CLIP_PREFIX = "cond_stage_model.transformer.text_model."
-
-
-def tiny_components(sd=None, in_channels=4):
-    """The tiny preset's diffusers/transformers twins, as make_tiny_fixture.py builds them (float32),
-    filled with `sd` (default: the tiny checkpoint); in_channels 9 for the tiny inpainting UNet."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    sd = tiny_state_dict() if sd is None else sd
-    unet_cfg = dict(sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=2, block_out_channels=[32, 64],
-                    down_block_types=["CrossAttnDownBlock2D"] * 2, up_block_types=["CrossAttnUpBlock2D"] * 2,
-                    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32)
-    unet = UNet2DConditionModel(**unet_cfg).eval()
-    unet.load_state_dict(convert_ldm_unet_checkpoint(sd, unet_cfg), strict=True)
-    vae_cfg = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=[32, 64],
-                   down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-                   norm_num_groups=32, sample_size=16)
-    vae = AutoencoderKL(**vae_cfg).eval()
-    vae.load_state_dict(convert_ldm_vae_checkpoint(sd, vae_cfg), strict=True)
-    clip = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
-                                        max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu")).eval()
-    clip_sd = {k[len(CLIP_PREFIX):]: v for k, v in sd.items() if k.startswith(CLIP_PREFIX)}
-    missing, unexpected = clip.load_state_dict(clip_sd, strict=False)
-    assert not unexpected and all("position_ids" in m for m in missing), (missing, unexpected)
-    return unet, vae, clip
 
 
 def text_encoder_state(clip) -> dict:

@@ -29,6 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_random_sd15 import draw  # noqa: E402
+from make_tiny_fixture import tiny_components  # noqa: E402
 from make_sampler_fixture import SAMPLERS, SD15_CONFIG  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -70,27 +71,10 @@ def make_inputs():
 
 
 def networks(channels: int):
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     manifest = json.loads((ROOT / "test" / "fixtures" / "tiny-manifest.json").read_text())
     if channels == 9:
         manifest["model.diffusion_model.input_blocks.0.0.weight"] = [32, 9, 3, 3]
-    sd = draw(manifest, 1234)
-    unet_cfg = dict(sample_size=8, in_channels=channels, out_channels=4, layers_per_block=2, block_out_channels=[32, 64],
-                    down_block_types=["CrossAttnDownBlock2D"] * 2, up_block_types=["CrossAttnUpBlock2D"] * 2,
-                    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32)
-    unet = UNet2DConditionModel(**unet_cfg).eval()
-    unet.load_state_dict(convert_ldm_unet_checkpoint(sd, unet_cfg), strict=True)
-    vae_cfg = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=[32, 64],
-                   down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, norm_num_groups=32, sample_size=16)
-    vae = AutoencoderKL(**vae_cfg).eval()
-    vae.load_state_dict(convert_ldm_vae_checkpoint(sd, vae_cfg), strict=True)
-    clip = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
-                                        max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu")).eval()
-    prefix = "cond_stage_model.transformer.text_model."
-    clip.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, strict=False)
+    unet, vae, clip = tiny_components(draw(manifest, 1234), channels)
     object.__setattr__(clip, "text_model", clip)  # transformers 5: the pipeline reads text_model.final_layer_norm
     return unet, vae, clip
 

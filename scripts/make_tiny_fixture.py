@@ -25,26 +25,35 @@ def tiny_state_dict(seed=1234):
     return draw(json.loads((FIX / "tiny-manifest.json").read_text()), seed)
 
 
-def main():
+def tiny_components(sd=None, in_channels=4):
+    """The tiny preset's diffusers/transformers twins (float32),
+    filled with `sd` (default: the tiny checkpoint); in_channels 9 for the tiny inpainting UNet."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    sd = tiny_state_dict()
-    unet_cfg = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=[32, 64],
+    sd = tiny_state_dict() if sd is None else sd
+    unet_cfg = dict(sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=2, block_out_channels=[32, 64],
                     down_block_types=["CrossAttnDownBlock2D"] * 2, up_block_types=["CrossAttnUpBlock2D"] * 2,
                     cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32)
     unet = UNet2DConditionModel(**unet_cfg).eval()
     unet.load_state_dict(convert_ldm_unet_checkpoint(sd, unet_cfg), strict=True)
     vae_cfg = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=[32, 64],
-                   down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, norm_num_groups=32, sample_size=16)
+                   down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                   norm_num_groups=32, sample_size=16)
     vae = AutoencoderKL(**vae_cfg).eval()
     vae.load_state_dict(convert_ldm_vae_checkpoint(sd, vae_cfg), strict=True)
     clip = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
                                         max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu")).eval()
     prefix = "cond_stage_model.transformer.text_model."  # transformers 5 keys start below text_model
-    missing, unexpected = clip.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, strict=False)
+    clip_sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    missing, unexpected = clip.load_state_dict(clip_sd, strict=False)
     assert not unexpected and all("position_ids" in m for m in missing), (missing, unexpected)
+    return unet, vae, clip
+
+
+def main():
+    unet, vae, clip = tiny_components()
 
     g = torch.Generator().manual_seed(7)
     out = {}

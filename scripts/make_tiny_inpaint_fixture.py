@@ -6,7 +6,7 @@ on networks small enough for a test to run every noise-draw order in a second.
                 seed 1234 (the inpainting file's rule of make_random_checkpoints.py at tiny widths)
   tiny          the tiny checkpoint itself (a 4-channel UNet: the mask is applied to the latents)
 
-Both in diffusers' StableDiffusionInpaintPipeline (make_diffusers_tiny.tiny_components, float32, SD 1.5
+Both in diffusers' StableDiffusionInpaintPipeline (make_tiny_fixture.tiny_components, float32, SD 1.5
 tokenizer and scheduler config, vae_scale_factor 2: the tiny VAE halves), image img2img-init.png and
 the masks of make_sd2_reference.py at 64x64 (latents 32x32), prompt/negative/guidance as there.
 
@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from diffusers_configs import SD15_SCHEDULER  # noqa: E402
-from make_diffusers_tiny import tiny_components  # noqa: E402
+from make_tiny_fixture import tiny_components  # noqa: E402
 from make_random_sd15 import draw  # noqa: E402
 from make_sd2_reference import (FIX, MASK, MASK_NOTES, MASK_SMALL, RNG_NOTES, capture, check_draw_order, quiet,  # noqa: E402
                                 run_case)
