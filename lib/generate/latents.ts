@@ -33,3 +33,10 @@ export function img2imgStart(
   const init = Tensor.cat(Array<Tensor>(batch).fill(z));
   return sampler.addNoise(init, generator.randn(init.shape).to(device), opts);
 }
+
+/** img2img from latents already in UNet space (hires fix's latent upscale): only the second draw. */
+export function latentsImg2imgStart(sampler: Sampler, opts: SamplerOptions, generator: Generator, device: string, batch: number, latents: Tensor): Tensor {
+  if (latents.shape[0] !== batch) throw new RangeError(`generate(): initLatents holds ${latents.shape[0]} latents for ${batch} images`);
+  const init = latents.to(device, 'float32');
+  return sampler.addNoise(init, generator.randn(init.shape).to(device), opts);
+}

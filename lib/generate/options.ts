@@ -1,6 +1,7 @@
 // generate() options: their types, defaults and validation. A whole job is resolved and checked
 // here, once, before any work starts (the sampler, its schedule and steps included).
 import type { Lora } from '../models/lora';
+import type { HiresOptions } from './hires';
 import type { PadCondUncond } from '../sampling/denoiser';
 import { resolveSampler, type ResolvedSampler } from '../sampling/registry';
 import { Tensor } from '../tensor';
@@ -14,6 +15,11 @@ export interface Progress {
   /** Model evaluations per second so far. */
   itPerSec: number;
   etaMs: number;
+  /**
+   * The current estimate of the clean latents [B, C, h, w] (UNet space), computed when called;
+   * call it inside onProgress only (for previews such as A1111's live preview).
+   */
+  denoised?: () => Tensor;
 }
 
 export interface GenerateOptions {
@@ -37,6 +43,13 @@ export interface GenerateOptions {
   image?: string | Buffer;
   /** img2img: how much of the schedule to run (1 = ignore the image). */
   strength?: number;
+  /**
+   * img2img from latents [B, C, h, w] in UNet space instead of an image (no VAE encode): what the
+   * hires fix's latent upscaler starts from. B must be prompts × batchSize.
+   */
+  initLatents?: Tensor;
+  /** Hires fix (txt2img): upscale the result and run img2img at the larger size, as A1111. */
+  hires?: HiresOptions;
   /** Starting noise [B,4,H/8,W/8] instead of drawing it from the seed (txt2img). */
   latents?: Tensor;
   onProgress?: (p: Progress) => void;
@@ -158,6 +171,7 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   optionalType(o, 'schedule', (v) => typeof v === 'string', "'default' or 'karras'");
   optionalType(o, 'image', (v) => typeof v === 'string' || v instanceof Uint8Array, 'a file path or the bytes of an image (Buffer)');
   optionalType(o, 'latents', (v) => v instanceof Tensor, 'a Tensor');
+  optionalType(o, 'initLatents', (v) => v instanceof Tensor, 'a Tensor');
   optionalType(o, 'onProgress', (v) => typeof v === 'function', 'a function');
   optionalType(o, 'signal', (v) => v instanceof AbortSignal, 'an AbortSignal');
   optionalType(o, 'idleDevice', (v) => typeof v === 'string', "a device name such as 'cpu'");
@@ -172,6 +186,7 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   if (typeof clipSkip !== 'number') fail(`clipSkip must be a number (1 = the last layer), got ${typeof clipSkip} ${show(clipSkip)}`, TypeError);
   if (!Number.isInteger(clipSkip) || clipSkip < 1) fail(`clipSkip must be a whole number from 1 (the last layer), got ${show(clipSkip)}`);
   if (o.image !== undefined && o.latents !== undefined) fail('pass either image (img2img) or latents (txt2img), not both');
+  if (o.initLatents !== undefined && (o.image !== undefined || o.latents !== undefined)) fail('pass one start: image, initLatents (img2img) or latents (txt2img)');
   const steps = positiveInt(o.steps ?? 50, 'steps', Number.MAX_SAFE_INTEGER);
   const batchSize = positiveInt(o.batchSize ?? 1, 'batchSize', LIMITS.images);
   const images = prompts.length * batchSize;
@@ -181,7 +196,7 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   if (width !== undefined && height !== undefined) checkSize({ width, height }, images);
   let sampler: ResolvedSampler;
   try {
-    sampler = resolveSampler(o.sampler ?? 'euler_a', o.schedule, steps, o.image !== undefined ? strength : undefined);
+    sampler = resolveSampler(o.sampler ?? 'euler_a', o.schedule, steps, o.image !== undefined || o.initLatents !== undefined ? strength : undefined);
   } catch (e) {
     const err = e as Error;
     throw Object.assign(new (err.constructor as ErrorConstructor)(`generate(): ${err.message}`), { cause: e });

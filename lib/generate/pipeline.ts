@@ -17,7 +17,8 @@ import { CLIPTokenizer } from '../text/clip-tokenizer';
 import { EmbeddingDb, encodeTexts, type TextualInversion } from '../text/conditioning';
 import { loadEmbeddingDirs } from '../text/embeddings';
 import { extractExtraNetworks } from '../text/prompt';
-import { img2imgStart, txt2imgStart } from './latents';
+import { img2imgStart, latentsImg2imgStart, txt2imgStart } from './latents';
+import { generateHires } from './hires';
 import { checkSize, resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
 import { resolveLoras } from './loras';
 import { planPrompts } from './prompts';
@@ -98,6 +99,7 @@ export class Pipeline {
    * at a time (networks move between devices mid-call with idleDevice).
    */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
+    if (options?.hires !== undefined) return generateHires(this, options, (o) => this.generate(o));
     const o = resolveOptions(options);
     const run = this.queue.then(() => this.run(o, options));
     this.queue = run.catch(() => undefined);
@@ -140,7 +142,12 @@ export class Pipeline {
     const opts: SamplerOptions = { steps: o.steps, schedule, generator, signal: options.signal };
     let x: Tensor;
     let size: Size;
-    if (options.image !== undefined) {
+    if (options.initLatents !== undefined) {
+      size = { height: options.initLatents.shape[2]! * this.vaeScale, width: options.initLatents.shape[3]! * this.vaeScale };
+      checkSize(size, batch);
+      opts.strength = o.strength;
+      x = latentsImg2imgStart(sampler, opts, generator, this.device, batch, options.initLatents);
+    } else if (options.image !== undefined) {
       const image = await loadImage(options.image, o.width && o.height ? { width: o.width, height: o.height } : undefined);
       size = { height: image.shape[2]!, width: image.shape[3]! };
       checkSize(size, batch);
@@ -202,7 +209,7 @@ export class Pipeline {
         height: size.height,
         modelHash: hash,
         modelName: this.name,
-        ...(options.image !== undefined ? { strength: o.strength } : {}),
+        ...(options.image !== undefined || options.initLatents !== undefined ? { strength: o.strength } : {}),
         ...(batch > 1 ? { batchSize: batch, batchPos: i } : {}),
         extra,
       }),

@@ -14,6 +14,7 @@ import {
   heun,
   lms,
   plms,
+  predictedX0,
   unipc,
   veDenoiser,
   vp,
@@ -152,7 +153,7 @@ function makeSampler(name: SamplerName): Sampler {
       const counted: EpsModel = async (input, t) => {
         opts.signal?.throwIfAborted();
         const eps = await model(input, t);
-        await opts.onStep?.(++done, total);
+        await opts.onStep?.(++done, total, () => predictedX0(input, t, eps));
         return eps;
       };
       return spec.run(counted, x, { ...schedule, from, generator: opts.generator });

@@ -3,7 +3,7 @@
 // DESIGN.md's table step for step: the same model inputs and timesteps, the same noise draws from
 // the generator, the same final latents.
 import type { Generator, Tensor } from '../tensor';
-import { alphasCumprod, TRAIN_STEPS, type Schedule, type ScheduleName } from './schedules';
+import { alphasCumprod, sigmaAt, TRAIN_STEPS, type Schedule, type ScheduleName } from './schedules';
 
 export type { Schedule, ScheduleName } from './schedules';
 
@@ -18,8 +18,11 @@ export interface SamplerOptions {
   generator: Generator;
   /** img2img: 1 = full txt2img; runs the last int(steps·strength) steps, as diffusers' img2img pipeline does. */
   strength?: number;
-  /** After each model evaluation (i from 1 to total). */
-  onStep?: (i: number, total: number) => void | Promise<void>;
+  /**
+   * After each model evaluation (i from 1 to total); `denoised()` computes that evaluation's
+   * estimate of the clean latents (for previews), valid during the call.
+   */
+  onStep?: (i: number, total: number, denoised: () => Tensor) => void | Promise<void>;
   /** Checked before each model evaluation; sample() then rejects with signal.reason. */
   signal?: AbortSignal;
 }
@@ -52,6 +55,15 @@ export const veDenoiser =
   (eps: EpsModel): Denoiser =>
   async (x, sigma, t) =>
     x.sub((await eps(x.div(Math.sqrt(sigma * sigma + 1)), t)).mul(sigma));
+
+/**
+ * The clean latents one eps evaluation implies: the model input is √ᾱ·x0 + √(1−ᾱ)·ε in every
+ * space (VE latents reach the model as x/√(σ²+1)), so x0 = (input − σ_t·ε)/α at the timestep's σ.
+ */
+export function predictedX0(input: Tensor, t: number, eps: Tensor): Tensor {
+  const { alpha, sigmaT } = vp(sigmaAt(Math.min(Math.max(t, 0), TRAIN_STEPS - 1)));
+  return input.sub(eps.mul(sigmaT)).div(alpha);
+}
 
 /** Data prediction for VP latents x = α·x0 + σ_t·ε (α = 1/√(1+σ²), σ_t = σα): x0 = (x − σ_t·ε(x, t))/α. */
 export const vpDenoiser =

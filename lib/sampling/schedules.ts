@@ -52,7 +52,7 @@ export function sigmaToT(sigma: number): number {
 }
 
 /** σ at a fractional timestep: linear interpolation of the training σ (numpy.interp). */
-function sigmaAt(t: number): number {
+export function sigmaAt(t: number): number {
   const j = Math.min(Math.floor(t), TRAIN_STEPS - 1);
   if (j === t) return trainSigmas[j];
   return (trainSigmas[j + 1] - trainSigmas[j]) * (t - j) + trainSigmas[j];
