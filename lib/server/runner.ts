@@ -130,6 +130,11 @@ export class Runner {
       .finally(() => latents.dispose());
   }
 
+  /** The text encoder width of the loaded checkpoint (768 for SD 1.x), for /embeddings. */
+  get textEncoderWidth(): number {
+    return this.pipe?.family.textEncoders[0]?.width ?? 768;
+  }
+
   dispose(): void {
     this.pipe?.dispose();
     this.pipe = undefined;

@@ -52,7 +52,7 @@ export async function startServer(o: ServeOptions): Promise<Server> {
     queue, models, ...(o.limits ? { limits: o.limits } : {}), ...(o.bodyLimit ? { bodyLimit: o.bodyLimit } : {}),
     ...(o.apiAuth ? { apiAuth: o.apiAuth } : {}), ...(o.cors ? { cors: o.cors } : {}), ...(o.outdir ? { outdir: o.outdir } : {}),
     logger: o.logger ?? false,
-    textEncoderWidth: () => 768,
+    textEncoderWidth: () => runner?.textEncoderWidth ?? 768,
   });
   const url = await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 7860 });
   let closing: Promise<void> | undefined;
