@@ -176,6 +176,9 @@ export class RedisQueue implements JobQueue {
     this.queue = new Queue(this.name, { connection });
     this.events = new QueueEvents(this.name, { connection });
     this.publisher = new IORedis(options.url, { maxRetriesPerRequest: null });
+    // Each waiting request listens on these (waitUntilFinished): as many as the queue holds.
+    this.events.setMaxListeners(0);
+    this.queue.setMaxListeners(0);
     this.events.on('progress', ({ jobId, data }) => {
       const known = this.progress.get(jobId);
       this.progress.set(jobId, { p: data as JobProgress, at: Date.now(), startedAt: known?.startedAt ?? Date.now() });
