@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The page at / in headless Chromium (Debian's /usr/bin/chromium, driven by puppeteer-core): type
 // a prompt, press Generate, see progress with a preview, then the image in the gallery; drop a
 // PNG to read its parameters.
