@@ -167,7 +167,8 @@ export async function buildApp(o: AppOptions): Promise<SdtorchApp> {
 
   app.get('/sdapi/v1/options', async () => ({
     ...settings,
-    sd_model_checkpoint: settings.sd_model_checkpoint ?? null,
+    // The title gains its hash once hashing is done.
+    sd_model_checkpoint: models.findCheckpoint(settings.sd_model_checkpoint ?? '')?.title ?? settings.sd_model_checkpoint ?? null,
     sd_checkpoint_hash: models.findCheckpoint(settings.sd_model_checkpoint ?? '')?.sha256 ?? null,
     live_previews_enable: settings.show_progress_every_n_steps > 0,
     show_progress_type: 'Approx cheap',
