@@ -15,7 +15,7 @@ import { samplerNames } from './sampling/registry';
 import { build, setup } from './native/setup';
 
 const USAGE = `Usage:
-  sdtorch generate "prompt" [options]     txt2img, or img2img with --init-image
+  sdtorch generate "prompt" [options]     txt2img, img2img with --init-image, inpainting with --mask too
       --negative TEXT      negative prompt
       --steps N            denoising steps (default 50)
       --cfg X              guidance scale (default 7.5)
@@ -24,8 +24,18 @@ const USAGE = `Usage:
       --seed N             0 to 2^64-1; -1 or none: random (printed)
       --width W --height H multiples of 8 (default 512)
       --batch N            images per prompt (default 1)
-      --init-image FILE --strength X   img2img (strength default 0.8)
-      --weights FILE       SD 1.x .safetensors/.ckpt (default: SDTORCH_WEIGHTS, else SD 1.5 from the Hub)
+      --init-image FILE --strength X   img2img (strength default 0.8; 1 with --mask)
+      --mask FILE          inpainting: white = repaint, black = keep (any size; needs --init-image)
+      --mask-blur N        Gaussian blur of the mask in pixels (A1111's "Mask blur"; default 0)
+      --inpaint-area A     whole | masked (A1111's "Only masked": the mask's box at --width x --height)
+      --inpaint-padding N  pixels around the mask's box with --inpaint-area masked (default 32)
+      --rescale-cfg X      guidance rescale 0..1 (diffusers' guidance_rescale; default 0)
+      --zero-terminal-snr  rescale the noise schedule to zero terminal SNR (for models trained so)
+      --timestep-spacing S leading | linspace | trailing (default: the sampler's diffusers default)
+      --weights FILE       a .safetensors/.ckpt checkpoint or a diffusers folder: SD 1.x, SD 2.x,
+                           inpainting (default: SDTORCH_WEIGHTS, else SD 1.5 from the Hub)
+      --prediction P       epsilon | v: what the UNet predicts, when the file cannot tell (SD 2 768-v)
+      --vae FILE           a separate VAE in place of the checkpoint's
       --out PATH           output PNG (default sdtorch-<seed>.png; numbered, never overwritten)
       --overwrite          replace existing files
       --device D           auto | cpu | cuda | cuda:N (default auto)
@@ -49,7 +59,7 @@ const USAGE = `Usage:
       --device D --dtype T as for generate
   sdtorch worker --redis URL (--weights FILE | --models DIR) [--device D] [--dtype T]
                            take jobs from Redis, one at a time on this device
-  sdtorch info FILE        a checkpoint's family, dtypes and parameter counts, or a PNG's parameters
+  sdtorch info FILE        a checkpoint's (or diffusers folder's) family, prediction, dtypes and parameter counts, or a PNG's parameters
   sdtorch info --system    libtorch, CUDA and the binary that loaded (for bug reports)
   sdtorch download         fetch the default weights into the cache
   sdtorch setup [--no-download]
@@ -79,6 +89,20 @@ const count = (v: string | undefined, name: string): number | undefined => {
 };
 
 const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
+
+/** A whole number of 0 or more (pixels). */
+const pixels = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new Error(`--${name} must be a whole number of pixels (0 or more), got '${v}'`);
+  return Number(v);
+};
+
+/** A value of a fixed set, or undefined. */
+function oneOf<T extends string>(v: string | undefined, name: string, choices: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (!(choices as readonly string[]).includes(v)) throw new Error(`--${name} must be one of ${choices.join(', ')}, got '${v}'`);
+  return v as T;
+}
 
 /** The generation parameters of a PNG made by sdtorch or A1111. */
 function fromPng(file: string): InfotextOptions {
@@ -122,6 +146,9 @@ const GENERATE_OPTIONS = {
   out: { type: 'string' }, overwrite: { type: 'boolean' }, device: { type: 'string' }, dtype: { type: 'string' },
   embeddings: { type: 'string', multiple: true }, 'clip-skip': { type: 'string' }, emphasis: { type: 'string' },
   'from-png': { type: 'string' }, lora: { type: 'string', multiple: true }, 'lora-dir': { type: 'string', multiple: true },
+  mask: { type: 'string' }, 'mask-blur': { type: 'string' }, 'inpaint-area': { type: 'string' }, 'inpaint-padding': { type: 'string' },
+  vae: { type: 'string' }, prediction: { type: 'string' }, 'rescale-cfg': { type: 'string' }, 'zero-terminal-snr': { type: 'boolean' },
+  'timestep-spacing': { type: 'string' },
 } as const;
 
 /** --lora FILE[:WEIGHT] (weight 1 when absent; the last ':' splits, so paths may hold ':'). */
@@ -141,6 +168,17 @@ async function generate(args: string[]): Promise<void> {
   if (!prompt) throw new Error('generate needs a prompt: sdtorch generate "a photo of a cat" (or --from-png image.png)');
   if (values.strength !== undefined && values['init-image'] === undefined)
     throw new Error('--strength applies to img2img only: add --init-image FILE, or leave --strength out');
+  if (values.mask !== undefined && values['init-image'] === undefined)
+    throw new Error('--mask needs the image to inpaint: add --init-image FILE (the mask says which of its pixels to repaint, white = repaint)');
+  for (const flag of ['mask-blur', 'inpaint-area', 'inpaint-padding'] as const)
+    if (values[flag] !== undefined && values.mask === undefined) throw new Error(`--${flag} applies to inpainting only: add --mask FILE, or leave --${flag} out`);
+  const prediction = oneOf(values.prediction, 'prediction', ['epsilon', 'v'] as const);
+  const inpaintArea = oneOf(values['inpaint-area'], 'inpaint-area', ['whole', 'masked'] as const) ?? (values.mask !== undefined ? from?.inpaintArea : undefined);
+  const timestepSpacing = oneOf(values['timestep-spacing'], 'timestep-spacing', ['leading', 'linspace', 'trailing'] as const) ?? from?.timestepSpacing;
+  const rescaleCfg = number(values['rescale-cfg'], 'rescale-cfg') ?? from?.rescaleCfg;
+  const zeroTerminalSnr = values['zero-terminal-snr'] ?? from?.zeroTerminalSnr;
+  const maskBlur = pixels(values['mask-blur'], 'mask-blur') ?? (values.mask !== undefined ? from?.maskBlur : undefined);
+  const inpaintPadding = pixels(values['inpaint-padding'], 'inpaint-padding') ?? (inpaintArea === 'masked' ? from?.inpaintPadding : undefined);
   if (values.dtype !== undefined && !(DTYPES as readonly string[]).includes(values.dtype))
     throw new Error(`--dtype must be one of ${DTYPES.join(', ')}, got '${values.dtype}'`);
   if (values.seed !== undefined && !/^(-1|\d+)$/.test(values.seed))
@@ -157,7 +195,7 @@ async function generate(args: string[]): Promise<void> {
     onProgress: (done: number, total: number) => process.stderr.write(`\rdownloading weights: ${(done / 2 ** 20).toFixed(0)}/${(total / 2 ** 20).toFixed(0)} MiB`),
   });
   const dtype = values.dtype as (typeof DTYPES)[number] | undefined;
-  const pipe = await loadPipeline(weights, { device: values.device ?? 'auto', ...(dtype ? { dtype } : {}) });
+  const pipe = await loadPipeline(weights, { device: values.device ?? 'auto', ...(dtype ? { dtype } : {}), ...(prediction ? { prediction } : {}), ...(values.vae ? { vae: values.vae } : {}) });
   const res = await pipe.generate({
     prompt,
     negativePrompt: values.negative ?? from?.negativePrompt ?? '',
@@ -176,6 +214,13 @@ async function generate(args: string[]): Promise<void> {
     batchSize,
     image: values['init-image'],
     strength: number(values.strength, 'strength'),
+    ...(values.mask !== undefined ? { mask: values.mask } : {}),
+    ...(maskBlur !== undefined ? { maskBlur } : {}),
+    ...(inpaintArea !== undefined ? { inpaintArea } : {}),
+    ...(inpaintPadding !== undefined ? { inpaintPadding } : {}),
+    ...(rescaleCfg !== undefined ? { rescaleCfg } : {}),
+    ...(zeroTerminalSnr !== undefined ? { zeroTerminalSnr } : {}),
+    ...(timestepSpacing !== undefined ? { timestepSpacing } : {}),
     onProgress: progressBar,
   });
   const first = path.resolve(values.out ?? `sdtorch-${res.seed}.png`);
@@ -259,9 +304,11 @@ async function info(args: string[]): Promise<void> {
   const file = args[0];
   if (!file) throw new Error('info needs a file: sdtorch info model.safetensors | image.png');
   const head = Buffer.alloc(8);
-  const fd = fs.openSync(file, 'r');
-  fs.readSync(fd, head, 0, 8, 0);
-  fs.closeSync(fd);
+  if (!fs.statSync(file).isDirectory()) {
+    const fd = fs.openSync(file, 'r');
+    fs.readSync(fd, head, 0, 8, 0);
+    fs.closeSync(fd);
+  }
   if (head.toString('latin1', 1, 4) === 'PNG') {
     const text = readPngText(fs.readFileSync(file));
     console.log(text.parameters ?? '(no generation parameters in this PNG)');
@@ -275,7 +322,8 @@ async function info(args: string[]): Promise<void> {
     g.params += t.numel;
     g.dtypes.add(t.dtype);
   }
-  console.log(`${file}\n  format: ${f.format}\n  family: ${f.family}\n  tensors: ${f.tensors.length}`);
+  const loads = f.preset ? `${f.label} (preset ${f.preset}), ${f.prediction === 'v' ? 'v-prediction' : 'epsilon prediction'}, ${f.defaultSize}x${f.defaultSize}` : 'not loadable by sdtorch';
+  console.log(`${file}\n  format: ${f.format}\n  family: ${f.family}\n  loads as: ${loads}\n  tensors: ${f.tensors.length}`);
   for (const [name, g] of Object.entries(groups))
     console.log(`  ${name}: ${(g.params / 1e6).toFixed(1)}M parameters (${[...g.dtypes].join(', ')})`);
 }

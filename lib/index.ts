@@ -15,6 +15,7 @@ export type { Conditioning } from './models/networks';
 export { setLoras, loraHash, loraName } from './models/lora';
 export type { Lora, AppliedLora, LoraResult } from './models/lora';
 export { samplerNames } from './sampling/registry';
+export type { Prediction, TimestepSpacing } from './sampling/registry';
 export { infotextOptions as parseInfotext } from './image/infotext';
 export { extractExtraNetworks, promptSchedule, parseAttention } from './text/prompt';
 export type { ExtraNetwork } from './text/prompt';

@@ -83,6 +83,36 @@ describe('sdtorch CLI', function () {
     assert.match(bad.err, /--emphasis must be one of original, no-norm, ignore, none, got 'loud'/);
   });
 
+  it('inpainting, schedule and model flags reach the image; --from-png makes the same image again', function () {
+    const image = path.join(repoRoot, 'test', 'fixtures', 'inpaint', 'image.png');
+    const mask = path.join(repoRoot, 'test', 'fixtures', 'inpaint', 'mask.png');
+    const first = path.join(dir, 'inpaint.png');
+    const a = run(['generate', 'a cat', '--init-image', image, '--mask', mask, '--mask-blur', '3', '--inpaint-area', 'masked', '--inpaint-padding', '8',
+      '--width', '16', '--height', '16', '--sampler', 'euler', '--timestep-spacing', 'trailing', '--zero-terminal-snr', '--rescale-cfg', '0.7',
+      '--prediction', 'epsilon', '--steps', '2', '--seed', '3', '--weights', weights, '--out', first]);
+    assert.equal(a.code, 0, a.err);
+    const params = readPngText(fs.readFileSync(first)).parameters!;
+    assert.match(params, /Size: 16x16, .*Denoising strength: 1, Mask blur: 3, Inpaint area: Only masked, Masked area padding: 8, Noise Schedule: Zero Terminal SNR, Guidance rescale: 0\.7, Timestep spacing: trailing$/);
+    const again = path.join(dir, 'inpaint-again.png');
+    const b = run(['generate', '--from-png', first, '--init-image', image, '--mask', mask, '--weights', weights, '--out', again]);
+    assert.equal(b.code, 0, b.err);
+    assert.ok(fs.readFileSync(again).equals(fs.readFileSync(first)), 'the same PNG, infotext included');
+    for (const [args, re] of [
+      [['--mask', mask], /--mask needs the image to inpaint: add --init-image FILE/],
+      [['--mask-blur', '2'], /--mask-blur applies to inpainting only: add --mask FILE/],
+      [['--init-image', image, '--mask', mask, '--mask-blur', '-1'], /--mask-blur must be a whole number of pixels \(0 or more\), got '-1'/],
+      [['--init-image', image, '--mask', mask, '--inpaint-area', 'some'], /--inpaint-area must be one of whole, masked, got 'some'/],
+      [['--prediction', 'x0'], /--prediction must be one of epsilon, v, got 'x0'/],
+      [['--timestep-spacing', 'even'], /--timestep-spacing must be one of leading, linspace, trailing, got 'even'/],
+      [['--rescale-cfg', '2'], /rescaleCfg must be a number from 0 \(off\) to 1, got 2/],
+      [['--sampler', 'heun', '--zero-terminal-snr'], /sampler 'heun' cannot use zero terminal SNR/],
+    ] as Array<[string[], RegExp]>) {
+      const r = run(['generate', 'x', '--steps', '2', '--width', '16', '--height', '16', '--weights', weights, ...args]);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.err, re);
+    }
+  });
+
   it('says what was wrong with bad options', function () {
     const r = run(['generate', 'x', '--width', '100', '--weights', weights]);
     assert.equal(r.code, 1);

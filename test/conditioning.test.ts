@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as sd from '../lib';
+import { Tokenizer } from '../lib/models/networks';
 import { EmbeddingDb, encodeTexts, type Emphasis } from '../lib/text/conditioning';
 import { loadEmbedding, loadEmbeddingDirs } from '../lib/text/embeddings';
 import { relErrTensor as relErr } from './helpers';
@@ -130,5 +131,34 @@ describe('LoRAs in generate() (tiny model)', function () {
     await assert.rejects(pipe.generate({ ...base, prompt: 'a cat <lora:nothere:1>', loraDirs: [dir] }), /the prompt asks for LoRA 'nothere', which is not in the LoRA folders .*there are: detail/);
     await assert.rejects(pipe.generate({ ...base, prompt: 'a cat <lora:detail:1:0.5>', loraDirs: [dir] }), /separate text-encoder and UNet weights are not supported/);
     await assert.rejects(pipe.generate({ ...base, prompt: 'a cat <lora:x:abc>', loraDirs: [dir] }), /<lora:x:abc>: the weight must be a number/);
+  });
+});
+
+describe("SD 2's pad token (A1111's process_tokens, diffusers' SD 2 tokenizer)", function () {
+  /** A stand-in text encoder that returns its ids as the context, so the test sees what it was given. */
+  const echo = { forward: async (ids: sd.Tensor) => sd.Tensor.from(Float64Array.from(ids.toArray() as BigInt64Array, Number), [ids.shape[0]!, ids.shape[1]!, 1]) };
+  const bpe = sd.CLIPTokenizer.load();
+  const db = new EmbeddingDb(bpe);
+  const ids = async (texts: string[], padToken?: number) => {
+    const { context } = await encodeTexts(texts, echo as never, bpe, db, { emphasis: 'original', clipSkip: 1, commaBacktrack: 20, ...(padToken !== undefined ? { padToken } : {}) });
+    return [...(context.toArray() as Float64Array)];
+  };
+
+  it('pads with 0 after the first end token; SD 1.x (the default) keeps <|endoftext|>', async function () {
+    const sd2 = await ids(['a cat', ''], 0);
+    assert.deepEqual(sd2.slice(0, 6), [49406, 320, 2368, 49407, 0, 0]);
+    assert.ok(sd2.slice(4, 77).every((t) => t === 0));
+    assert.deepEqual(sd2.slice(77, 80), [49406, 49407, 0]);
+    assert.ok(sd2.slice(79, 154).every((t) => t === 0));
+    const sd1 = await ids(['a cat']);
+    assert.ok(sd1.slice(3).every((t) => t === 49407));
+    // a full chunk has no padding: 75 tokens, then the end token
+    const long = await ids([Array(75).fill('cat').join(' ')], 0);
+    assert.deepEqual([long[0], long[75], long[76]], [49406, 2368, 49407]);
+  });
+
+  it("the tokenizer facade pads with the family's pad token", function () {
+    const row = [...(new Tokenizer(bpe, 0).encode('a cat').toArray() as BigInt64Array)].map(Number);
+    assert.deepEqual(row.slice(0, 6), [49406, 320, 2368, 49407, 0, 0]);
   });
 });

@@ -60,9 +60,11 @@ describe('loadPipeline', function () {
   const lookalikes: Array<[string, Record<string, () => sd.Tensor>, RegExp]> = [
     ['a LoRA', { 'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight': () => t(4, 320) }, /looks like a LoRA/],
     ['a VAE alone', { 'encoder.conv_in.weight': () => t(128, 3, 3, 3), 'decoder.conv_in.weight': () => t(512, 4, 3, 3) }, /looks like a VAE alone/],
-    ['SD 2.x', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(320, 4, 3, 3), 'cond_stage_model.model.ln_final.weight': () => t(1024) }, /SD 2\.x/],
     ['SDXL', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(320, 4, 3, 3), 'conditioner.embedders.0.transformer.text_model.final_layer_norm.weight': () => t(768) }, /SDXL/],
-    ['an inpainting model', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(320, 9, 3, 3) }, /inpainting/],
+    ['SD 3', { 'model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight': () => t(3, 3) }, /Stable Diffusion 3/],
+    ['FLUX', { 'double_blocks.0.img_attn.qkv.weight': () => t(3, 3) }, /FLUX/],
+    ['a video model', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(320, 8, 3, 3), 'model.diffusion_model.input_blocks.1.0.time_stack.in_layers.0.weight': () => t(320) }, /video model/],
+    ['the x4 upscaler', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(256, 7, 3, 3) }, /upscaler/],
     ['junk', { foo: () => t(3) }, /not a Stable Diffusion checkpoint/],
   ];
   for (const [what, entries, message] of lookalikes) {
@@ -74,6 +76,19 @@ describe('loadPipeline', function () {
       );
       assert.match(err.message, message);
       assert.match(err.message, /SD 1\.x/);
+    });
+  }
+
+  // Families sdtorch loads: a fragment of one is named by its family when a tensor is missing.
+  const fragments: Array<[string, Record<string, () => sd.Tensor>, RegExp]> = [
+    ['SD 2.x (OpenCLIP text encoder)', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(320, 4, 3, 3), 'cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight': () => t(3072, 1024) }, /of an SD 2\.x 768-v checkpoint/],
+    ['SD 1.x inpainting', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(320, 9, 3, 3) }, /of an SD 1\.x inpainting checkpoint/],
+    ['SD 2.x inpainting', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(320, 9, 3, 3), 'model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight': () => t(320, 1024) }, /of an SD 2\.x inpainting checkpoint/],
+  ];
+  for (const [what, entries, message] of fragments) {
+    it(`recognises ${what} and names its missing tensors`, async function () {
+      const ts = Object.fromEntries(Object.entries(entries).map(([k, f]) => [k, f()]));
+      await assert.rejects(sd.loadPipeline(await write(`${what.replace(/\W/g, '_')}.safetensors`, ts)), message);
     });
   }
 

@@ -22,7 +22,7 @@ describe('pipeline structure (tiny model)', function () {
     assert.equal(f.vaeScaleFactor, 2); // the tiny VAE has two levels
     assert.equal(pipe.vaeScale, 2);
     assert.equal(f.contextDim, 32);
-    assert.deepEqual(f.textEncoders, [{ width: 32, maxTokens: 77, vocab: 49408, layers: 2 }]);
+    assert.deepEqual(f.textEncoders, [{ width: 32, maxTokens: 77, vocab: 49408, layers: 2, padToken: 49407 }]);
     assert.ok(Object.isFrozen(f));
   });
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { getSampler, samplerNames, type EpsModel, type SamplerOptions } from '../lib/sampling/registry';
+import { parameterized } from '../lib/sampling/denoiser';
+import { getSampler, samplerNames, type Model, type SamplerOptions } from '../lib/sampling/registry';
 import { Generator, Tensor } from '../lib/tensor';
 import { relErrTensor as relError } from './helpers';
 
@@ -36,15 +37,15 @@ const floats = (b64: string): Float32Array => {
 const stored = (name: string): Tensor => Tensor.from(floats(fixture.tensors[name].data), fixture.tensors[name].shape);
 
 /** The fixture's toy model: eps(x_in, t) = 0.5·tanh(x_in) + (0.2·t/1000)·c, in float32 like torch. */
-function toyModel(c: Float32Array, seen: number[]): EpsModel {
-  return async (x, t) => {
+function toyModel(c: Float32Array, seen: number[]): Model {
+  return parameterized('epsilon', async (x, t) => {
     seen.push(t);
     const xs = x.toArray() as Float32Array;
     const k = Math.fround((0.2 * t) / 1000);
     const out = new Float32Array(xs.length);
     for (let i = 0; i < xs.length; i++) out[i] = Math.fround(0.5 * Math.fround(Math.tanh(xs[i]))) + Math.fround(k * c[i]);
     return Tensor.from(out, x.shape);
-  };
+  });
 }
 
 const worst = new Map<string, number>();
@@ -173,7 +174,7 @@ describe('sampler registry', () => {
 
 describe('sampling loop', () => {
   const shape = [1, 4, 2, 2];
-  const zeros: EpsModel = async (x) => x.mul(0);
+  const zeros: Model = parameterized('epsilon', async (x) => x.mul(0));
 
   it('reports progress after each model evaluation', async () => {
     const { sampler } = getSampler('heun');
@@ -187,10 +188,10 @@ describe('sampling loop', () => {
     const { sampler } = getSampler('euler_a');
     const controller = new AbortController();
     let calls = 0;
-    const model: EpsModel = async (x) => {
+    const model: Model = parameterized('epsilon', async (x) => {
       calls++;
       return x.mul(0);
-    };
+    });
     const opts: SamplerOptions = {
       steps: 10,
       generator: new Generator(2),

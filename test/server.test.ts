@@ -24,6 +24,13 @@ async function post(url: string, body: unknown, headers: Record<string, string> 
 
 const png = (w: number, h: number, rgb: [number, number, number]) => sharp({ create: { width: w, height: h, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } }).png().toBuffer();
 
+/** A w×h PNG whose pixel (x, y) is rgb(x, y). */
+function rgbPng(w: number, h: number, rgb: (x: number, y: number) => [number, number, number]): Promise<Buffer> {
+  const data = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data.set(rgb(x, y), (y * w + x) * 3);
+  return sharp(data, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+}
+
 /** A1111's error body. */
 function assertErrorShape(json: Record<string, unknown>): void {
   assert.deepEqual(Object.keys(json).sort(), ['body', 'detail', 'error', 'errors']);
@@ -90,7 +97,7 @@ describe('sdtorch serve (in-process, tiny model)', function () {
 
   it('img2img with init image and mask (data URL and raw base64), strength and inverted mask', async function () {
     const init = await png(40, 40, [200, 30, 30]);
-    const mask = await png(40, 40, [255, 255, 255]);
+    const mask = await rgbPng(40, 40, (x) => (x < 20 ? [255, 255, 255] : [0, 0, 0])); // inverted: repaint the right half
     const r = await post(`${base}/img2img`, { prompt: 'a dog', init_images: [`data:image/png;base64,${init.toString('base64')}`], mask: mask.toString('base64'), mask_blur: 2, inpainting_mask_invert: 1, inpaint_full_res: false, denoising_strength: 0.5, seed: 3, ...SMALL });
     assert.equal(r.status, 200, JSON.stringify(r.json));
     const info = JSON.parse(r.json['info'] as string);

@@ -7,10 +7,11 @@ import path from 'node:path';
 import * as sd from '../lib';
 import { native } from '../lib/native/load';
 
-export function randomTensors(preset: 'tiny' | 'sd15' = 'tiny', seed = 1234): Record<string, sd.Tensor> {
+export function randomTensors(preset: 'tiny' | 'sd15' = 'tiny', seed = 1234, shapes: Record<string, number[]> = {}): Record<string, sd.Tensor> {
   const g = new sd.Generator(seed);
   const out: Record<string, sd.Tensor> = {};
-  for (const [key, shape] of native().presetManifest({ preset })) {
+  for (const [key, presetShape] of native().presetManifest({ preset })) {
+    const shape = shapes[key] ?? presetShape;
     const n = g.randn(shape);
     if (shape.length === 1) out[key] = n.mul(0.05).add(key.endsWith('weight') ? 1 : 0);
     else if (key.includes('embedding')) out[key] = n.mul(0.02);
@@ -23,6 +24,19 @@ export function randomTensors(preset: 'tiny' | 'sd15' = 'tiny', seed = 1234): Re
 }
 
 let cached: string | undefined;
+let cachedInpaint: string | undefined;
+
+/**
+ * A tiny random inpainting checkpoint: the same recipe with a 9-channel UNet input
+ * (input_blocks.0.0.weight [32, 9, 3, 3]: latents, mask, masked-image latents), written once per run.
+ */
+export async function tinyInpaintCheckpoint(): Promise<string> {
+  if (cachedInpaint) return cachedInpaint;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdtorch-tiny-inpaint-'));
+  const file = path.join(dir, 'tiny-inpaint-random.safetensors');
+  await sd.saveTensors(file, randomTensors('tiny', 1234, { 'model.diffusion_model.input_blocks.0.0.weight': [32, 9, 3, 3] }));
+  return (cachedInpaint = file);
+}
 
 /** A tiny random checkpoint file, written once per test run. */
 export async function tinyCheckpoint(): Promise<string> {

@@ -4,9 +4,8 @@
 import { encodePng, setPngText } from '../image/png';
 import { resizeLanczos } from '../image/lanczos';
 import { toImageData } from '../image/io';
-import { resolveSampler, type SamplerOptions } from '../sampling/registry';
 import { Tensor } from '../tensor';
-import type { GenerateOptions, Progress } from './options';
+import { resolveOptions, type GenerateOptions, type Progress } from './options';
 import type { GenerateResult, Pipeline } from './pipeline';
 
 export type HiresUpscaler = 'latent' | 'lanczos';
@@ -77,10 +76,17 @@ export function interpolateBilinear(x: Tensor, height: number, width: number): T
   return Tensor.from(out, [b, c, height, width]).to(x.device);
 }
 
-/** Model evaluations a pass makes (for one progress bar over both passes). */
-function evaluations(o: GenerateOptions, steps: number, strength?: number): number {
-  const { sampler, schedule } = resolveSampler(o.sampler ?? 'euler_a', o.schedule, steps, strength);
-  return sampler.evaluations({ steps, schedule, ...(strength !== undefined ? { strength } : {}) } as SamplerOptions);
+/**
+ * Model evaluations a pass makes (for one progress bar over both passes), its options checked as
+ * generate() checks them; `img2img`: a pass whose start (latents or pixels) is only known later.
+ */
+function evaluations(pipe: Pipeline, o: GenerateOptions, img2img = false): number {
+  // An empty image stands for that start: resolveOptions checks its type only, never reads it.
+  const r = resolveOptions(img2img ? { ...o, image: Buffer.alloc(0) } : o, pipe.family);
+  return r.sampler.sampler.evaluations({
+    steps: r.steps, schedule: r.sampler.schedule, zeroTerminalSnr: r.zeroTerminalSnr, prediction: pipe.family.prediction,
+    ...(r.timestepSpacing !== undefined ? { timestepSpacing: r.timestepSpacing } : {}), ...(img2img ? { strength: r.strength } : {}),
+  });
 }
 
 /** A1111's hires keys, after "Denoising strength", with the first pass's size. */
@@ -104,19 +110,21 @@ export async function generateHires(pipe: Pipeline, options: GenerateOptions, ru
   const prompts = [rest.prompt].flat();
   const negatives = Array.isArray(rest.negativePrompt) ? rest.negativePrompt : prompts.map(() => rest.negativePrompt ?? '');
   const batchSize = rest.batchSize ?? 1;
-  const firstTotal = evaluations(rest, steps);
-  const secondTotal = evaluations(rest, h.steps, h.strength);
+  // The second pass starts from the first's result: the caller's starting noise (latents) is the first's only.
+  const { latents: _noise, ...img2img } = rest;
+  const second = { ...img2img, steps: h.steps, strength: h.strength, width: target.width, height: target.height };
+  const firstTotal = evaluations(pipe, rest);
+  const secondTotal = evaluations(pipe, second, true);
   const total = firstTotal + secondTotal * (h.upscaler === 'latent' ? 1 : prompts.length * batchSize);
   // One progress count over every pass; the time left scaled from the current pass's rate.
   const report = (offset: number) =>
     onProgress ? (p: Progress) => onProgress({ ...p, step: offset + p.step, total, etaMs: (p.etaMs / Math.max(p.total - p.step, 1)) * (total - offset - p.step) }) : undefined;
 
   const first = await run({ ...rest, decode: false, onProgress: report(0) });
-  const second = { ...rest, steps: h.steps, strength: h.strength, width: target.width, height: target.height, seed: first.seed };
   let result: GenerateResult;
   if (h.upscaler === 'latent') {
     const initLatents = interpolateBilinear(first.latents, target.height / f, target.width / f);
-    result = await run({ ...second, initLatents, onProgress: report(firstTotal) });
+    result = await run({ ...second, seed: first.seed, initLatents, onProgress: report(firstTotal) });
   } else {
     // Each decoded image resized with Pillow's Lanczos, then its own img2img (one image each).
     const decoded = toImageData(await pipe.decode(first.latents));
@@ -124,7 +132,7 @@ export async function generateHires(pipe: Pipeline, options: GenerateOptions, ru
     for (const [i, img] of decoded.entries()) {
       const image = await encodePng(resizeLanczos(img, target.width, target.height));
       const p = Math.floor(i / batchSize);
-      parts.push(await run({ ...second, prompt: prompts[p]!, negativePrompt: negatives[p]!, image, batchSize: 1, onProgress: report(firstTotal + i * secondTotal) }));
+      parts.push(await run({ ...second, seed: first.seed, prompt: prompts[p]!, negativePrompt: negatives[p]!, image, batchSize: 1, onProgress: report(firstTotal + i * secondTotal) }));
     }
     result = {
       images: parts.flatMap((p) => p.images),

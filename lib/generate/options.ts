@@ -1,9 +1,11 @@
 // generate() options: their types, defaults and validation. A whole job is resolved and checked
 // here, once, before any work starts (the sampler, its schedule and steps included).
+import type { Family } from '../models/family';
 import type { Lora } from '../models/lora';
 import type { HiresOptions } from './hires';
 import type { PadCondUncond } from '../sampling/denoiser';
-import { resolveSampler, type ResolvedSampler } from '../sampling/registry';
+import { resolveSampler, type ResolvedSampler, type TimestepSpacing } from '../sampling/registry';
+import { TIMESTEP_SPACINGS } from '../sampling/schedules';
 import { Tensor } from '../tensor';
 import { EMPHASIS, type Emphasis } from '../text/conditioning';
 import { resolveSeed } from '../util/seed';
@@ -35,14 +37,58 @@ export interface GenerateOptions {
    * string. Omitted or -1: a random one is drawn (and returned). Other negative seeds are refused.
    */
   seed?: number | bigint | string;
+  /**
+   * Image size in pixels, multiples of 8. Default: the family's default size (txt2img); the input
+   * image's size rounded down to multiples of 8 (img2img, inpainting 'whole'; both given: the image
+   * is resized to them); inpainting 'masked': the size the crop is worked at (default the family's
+   * default size, square), the output keeping the input's size.
+   */
   width?: number;
   height?: number;
   /** Images per prompt. */
   batchSize?: number;
-  /** img2img input: a file path or encoded image bytes (any format sharp reads). */
+  /** img2img or inpainting input: a file path or encoded image bytes (any format sharp reads). */
   image?: string | Buffer;
-  /** img2img: how much of the schedule to run (1 = ignore the image). */
+  /**
+   * img2img and inpainting: how much of the schedule to run, in (0, 1] (diffusers' strength, A1111's
+   * "Denoising strength"). Default 0.8 for img2img, 1 with a mask (diffusers' inpainting default:
+   * the masked area starts from pure noise).
+   */
   strength?: number;
+  /**
+   * Inpainting: which pixels to repaint, as an image (path or bytes, any format and size; read as
+   * RGB then grey, resized to the image's size as diffusers' VaeImageProcessor does, binarized at
+   * 50% grey for the model). White = repaint, black = keep. Needs `image`. An all-black mask is
+   * refused (nothing to repaint); an all-white one repaints everything (a 9-channel inpainting
+   * model then sees no image; a 4-channel model at strength 1 ignores it). With a 9-channel
+   * inpainting UNet the mask and the masked image's latents are model inputs; with a 4-channel
+   * UNet the unmasked latents are put back after every step. The returned images keep the
+   * original pixels outside the (blurred) mask (A1111's overlay).
+   */
+  mask?: string | Buffer;
+  /** Inpainting: Gaussian blur of the mask in pixels (A1111's "Mask blur": σ = maskBlur, OpenCV kernel); default 0. */
+  maskBlur?: number;
+  /**
+   * Inpainting: 'whole' (default) works on the whole image; 'masked' (A1111's "Only masked") crops
+   * the mask's bounding box plus `inpaintPadding`, grown to the width:height ratio, works on it at
+   * width x height (default: the family's default size, square), and pastes the result back: the
+   * images keep the input's size.
+   */
+  inpaintArea?: 'whole' | 'masked';
+  /** 'masked' area: pixels added around the mask's bounding box (A1111's "Masked area padding"); default 32. */
+  inpaintPadding?: number;
+  /**
+   * Guidance rescale φ in [0, 1] (Lin et al. 2023, arXiv:2305.08891; diffusers' guidance_rescale):
+   * the guided prediction's standard deviation is pulled toward the conditional one's. Default 0.
+   */
+  rescaleCfg?: number;
+  /** Rescale the noise schedule to zero terminal SNR (diffusers' rescale_betas_zero_snr), for models trained so (v-prediction). Default false. */
+  zeroTerminalSnr?: boolean;
+  /**
+   * diffusers' timestep_spacing: 'leading', 'linspace' or 'trailing' (Lin et al. 2023, Table 2).
+   * Default: each sampler's diffusers class default ('leading' for ddim, ddpm, pndm; 'linspace' otherwise).
+   */
+  timestepSpacing?: TimestepSpacing;
   /**
    * img2img from latents [B, C, h, w] in UNet space instead of an image (no VAE encode): what the
    * hires fix's latent upscaler starts from. B must be prompts × batchSize.
@@ -93,12 +139,27 @@ export interface ResolvedOptions {
   height: number | undefined;
   batchSize: number;
   strength: number;
+  /** Inpainting, resolved; undefined without a mask. */
+  inpaint: InpaintOptions | undefined;
+  rescaleCfg: number;
+  zeroTerminalSnr: boolean;
+  /** Undefined: the sampler's own default. */
+  timestepSpacing: TimestepSpacing | undefined;
   clipSkip: number;
   emphasis: Emphasis;
   embeddingDirs: string[];
   loras: Lora[];
   loraDirs: string[];
   padCondUncond: PadCondUncond;
+}
+
+export type InpaintArea = 'whole' | 'masked';
+
+export interface InpaintOptions {
+  mask: string | Buffer;
+  maskBlur: number;
+  area: InpaintArea;
+  padding: number;
 }
 
 /** Limits that keep one call from exhausting memory before any check of the engine could. */
@@ -148,8 +209,14 @@ export function checkSize({ width, height }: { width: number; height: number }, 
     fail(`${images} images of ${width}x${height} are ${((width * height * images) / 2 ** 20).toFixed(0)} megapixels; at most ${LIMITS.pixels / 2 ** 20} in one call`);
 }
 
-/** Resolves defaults and checks every option of a job, before any work. Errors say what to pass. */
-export function resolveOptions(o: GenerateOptions): ResolvedOptions {
+/** What options are checked against: the loaded checkpoint's prediction and UNet inputs. */
+export type ModelTraits = Pick<Family, 'prediction' | 'unetInChannels' | 'latentChannels'>;
+
+/**
+ * Resolves defaults and checks every option of a job, before any work, against the checkpoint's
+ * `traits` when given. Errors say what to pass.
+ */
+export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): ResolvedOptions {
   if (typeof o !== 'object' || o === null) fail(`takes an options object ({ prompt, ... }), got ${show(o)}`, TypeError);
   const prompts = strings(o.prompt, 'prompt');
   if ([o.prompt, o.negativePrompt].flat().some((p) => typeof p === 'string' && p.includes('\0')))
@@ -159,8 +226,10 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   if (negatives.length !== prompts.length) fail(`negativePrompt has ${negatives.length} entries for ${prompts.length} prompts`);
   const cfgScale = o.cfgScale ?? 7.5;
   if (typeof cfgScale !== 'number' || !Number.isFinite(cfgScale)) fail(`cfgScale must be a number, got ${show(cfgScale)}`);
-  const strength = o.strength ?? 0.8;
+  const strength = o.strength ?? (o.mask !== undefined ? 1 : 0.8);
   if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) fail(`strength must be in (0, 1], got ${show(strength)}`);
+  const rescaleCfg = o.rescaleCfg ?? 0;
+  if (typeof rescaleCfg !== 'number' || !(rescaleCfg >= 0 && rescaleCfg <= 1)) fail(`rescaleCfg must be a number from 0 (off) to 1, got ${show(rescaleCfg)}`);
   let seed: number | bigint;
   try {
     seed = resolveSeed(o.seed);
@@ -182,6 +251,11 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   optionalType(o, 'loraDirs', (v) => Array.isArray(v) && v.every((d) => typeof d === 'string'), 'an array of folder paths');
   optionalType(o, 'loras', (v) => Array.isArray(v) && v.every((l) => typeof l === 'object' && l !== null && typeof (l as Lora).path === 'string' && (typeof (l as Lora).weight === 'number' || (l as Lora).weight === undefined)), 'an array of { path, weight }');
   optionalType(o, 'padCondUncond', (v) => typeof v === 'boolean' || v === 'v0', "true, false or 'v0'");
+  optionalType(o, 'zeroTerminalSnr', (v) => typeof v === 'boolean', 'true or false');
+  optionalType(o, 'timestepSpacing', (v) => TIMESTEP_SPACINGS.includes(v as TimestepSpacing), TIMESTEP_SPACINGS.map((v) => `'${v}'`).join(', '));
+  const inpaint = inpaintOptions(o);
+  if (traits && traits.unetInChannels > traits.latentChannels && !inpaint)
+    fail(`this checkpoint is an inpainting model (its UNet takes ${traits.unetInChannels} input channels): pass image and mask (white = repaint)`);
   const clipSkip = o.clipSkip ?? 1;
   if (typeof clipSkip !== 'number') fail(`clipSkip must be a number (1 = the last layer), got ${typeof clipSkip} ${show(clipSkip)}`, TypeError);
   if (!Number.isInteger(clipSkip) || clipSkip < 1) fail(`clipSkip must be a whole number from 1 (the last layer), got ${show(clipSkip)}`);
@@ -196,14 +270,39 @@ export function resolveOptions(o: GenerateOptions): ResolvedOptions {
   if (width !== undefined && height !== undefined) checkSize({ width, height }, images);
   let sampler: ResolvedSampler;
   try {
-    sampler = resolveSampler(o.sampler ?? 'euler_a', o.schedule, steps, o.image !== undefined || o.initLatents !== undefined ? strength : undefined);
+    sampler = resolveSampler(o.sampler ?? 'euler_a', {
+      schedule: o.schedule, steps, ...(o.image !== undefined || o.initLatents !== undefined ? { strength } : {}), zeroTerminalSnr: o.zeroTerminalSnr ?? false,
+      ...(o.timestepSpacing !== undefined ? { timestepSpacing: o.timestepSpacing } : {}), ...(traits ? { prediction: traits.prediction } : {}),
+    });
   } catch (e) {
     const err = e as Error;
     throw Object.assign(new (err.constructor as ErrorConstructor)(`generate(): ${err.message}`), { cause: e });
   }
   return {
-    prompts, negatives, steps, cfgScale, sampler, seed, width, height, batchSize, strength, clipSkip,
+    prompts, negatives, steps, cfgScale, sampler, seed, width, height, batchSize, strength, clipSkip, inpaint, rescaleCfg,
+    zeroTerminalSnr: o.zeroTerminalSnr ?? false, timestepSpacing: o.timestepSpacing,
     emphasis: o.emphasis ?? 'original', embeddingDirs: o.embeddingDirs ?? [], padCondUncond: o.padCondUncond ?? false,
     loras: (o.loras ?? []).map((l) => ({ path: l.path, weight: l.weight ?? 1 })), loraDirs: o.loraDirs ?? [],
   };
+}
+
+const INPAINT_AREAS: readonly InpaintArea[] = ['whole', 'masked'];
+
+/** The inpainting options of a job (undefined without a mask); each refused without the inputs it needs. */
+function inpaintOptions(o: GenerateOptions): InpaintOptions | undefined {
+  optionalType(o, 'mask', (v) => typeof v === 'string' || v instanceof Uint8Array, 'a file path or the bytes of an image (Buffer), white = repaint');
+  optionalType(o, 'inpaintArea', (v) => INPAINT_AREAS.includes(v as InpaintArea), "'whole' or 'masked'");
+  const whole = (v: unknown, name: string) => {
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > LIMITS.side)) fail(`${name} must be a whole number of pixels from 0 to ${LIMITS.side}, got ${show(v)}`);
+  };
+  whole(o.maskBlur, 'maskBlur');
+  whole(o.inpaintPadding, 'inpaintPadding');
+  if (o.mask === undefined) {
+    const stray = (['maskBlur', 'inpaintArea', 'inpaintPadding'] as const).filter((k) => o[k] !== undefined);
+    if (stray.length) fail(`${stray.join(', ')} ${stray.length > 1 ? 'apply' : 'applies'} to inpainting only: pass mask (and image), or leave ${stray.length > 1 ? 'them' : 'it'} out`);
+    return undefined;
+  }
+  if (o.image === undefined) fail('mask needs the image to inpaint: pass image too (the mask says which of its pixels to repaint, white = repaint)');
+  if (o.inpaintArea !== 'masked' && o.inpaintPadding !== undefined) fail("inpaintPadding applies to inpaintArea 'masked' only");
+  return { mask: o.mask, maskBlur: o.maskBlur ?? 0, area: o.inpaintArea ?? 'whole', padding: o.inpaintPadding ?? 32 };
 }

@@ -3,22 +3,23 @@
 import path from 'node:path';
 import { encodePng } from '../image/png';
 import { formatInfotext } from '../image/infotext';
-import { loadImage, toImageData, type Size } from '../image/io';
+import { loadImage, toImageData, type RgbImage, type Size } from '../image/io';
 import { familyOf, type Family } from '../models/family';
 import { modelHash } from '../models/hash';
 import { loraHash, setLoras, type AppliedLora } from '../models/lora';
 import { TextEncoder, Tokenizer, UNet, VAE } from '../models/networks';
 import type { DType, NativeModel } from '../native/binding';
 import { native } from '../native/load';
-import { guidedEps } from '../sampling/denoiser';
-import type { SamplerOptions } from '../sampling/registry';
+import { guidedModel, type Prediction } from '../sampling/denoiser';
+import type { Sampler, SamplerOptions } from '../sampling/registry';
 import { Generator, Tensor } from '../tensor';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
 import { EmbeddingDb, encodeTexts, type TextualInversion } from '../text/conditioning';
 import { loadEmbeddingDirs } from '../text/embeddings';
 import { extractExtraNetworks } from '../text/prompt';
-import { img2imgStart, latentsImg2imgStart, txt2imgStart } from './latents';
 import { generateHires } from './hires';
+import { prepareInpaint, type InpaintInputs } from './inpaint';
+import { img2imgStart, inpaintStart, latentsImg2imgStart, txt2imgStart } from './latents';
 import { checkSize, resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
 import { resolveLoras } from './loras';
 import { planPrompts } from './prompts';
@@ -50,11 +51,22 @@ export interface GenerateResult {
 /** The dtypes networks compute in. */
 const WEIGHT_DTYPES: readonly string[] = ['float32', 'float16', 'bfloat16'];
 
+/** What the UNet predicts, when the weights cannot tell. */
+const PREDICTIONS: readonly string[] = ['epsilon', 'v'];
+
 export interface LoadOptions {
   /** 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available). Default 'auto'. */
   device?: string;
   /** Weights dtype. Default float16 on CUDA, float32 on CPU. */
   dtype?: 'float32' | 'float16' | 'bfloat16';
+  /**
+   * What the UNet predicts: 'epsilon' (SD 1.x, SD 2 base 512) or 'v' (SD 2 768-v). Default: the
+   * detected family's (a diffusers folder's scheduler config says it; single files of SD 2 768
+   * and SD 2 base share a layout, so pass 'v' for a 768-v single file the detection gets wrong).
+   */
+  prediction?: Prediction;
+  /** A separate VAE file (.safetensors/.ckpt, e.g. vae-ft-mse-840000-ema-pruned) replacing the checkpoint's. */
+  vae?: string;
 }
 
 export function resolveDevice(device = 'auto'): string {
@@ -80,12 +92,14 @@ export class Pipeline {
     readonly path: string,
     readonly device: string,
     readonly dtype: DType,
+    /** The separate VAE file loaded in place of the checkpoint's, if any. */
+    readonly vaePath?: string,
   ) {
-    this.tokenizer = new Tokenizer(CLIPTokenizer.load());
+    this.family = familyOf(model);
+    this.tokenizer = new Tokenizer(CLIPTokenizer.load(), this.family.textEncoders[0]?.padToken);
     this.textEncoder = new TextEncoder(model);
     this.unet = new UNet(model);
     this.vae = new VAE(model);
-    this.family = familyOf(model);
     this.vaeScale = this.family.vaeScaleFactor;
   }
 
@@ -93,14 +107,20 @@ export class Pipeline {
     return path.basename(this.path).replace(/\.(safetensors|ckpt|pt|pth)$/, '');
   }
 
+  /** The separate VAE's file name (A1111's "VAE" infotext value), if one is loaded. */
+  get vaeName(): string | undefined {
+    return this.vaePath === undefined ? undefined : path.basename(this.vaePath);
+  }
+
   /**
-   * txt2img, or img2img when `image` is given. Noise is drawn as diffusers draws it: same seed, same
-   * image. Options are checked before any work; concurrent calls on one pipeline queue and run one
-   * at a time (networks move between devices mid-call with idleDevice).
+   * txt2img, img2img when `image` (or `initLatents`) is given, inpainting when `mask` is given
+   * too, txt2img with A1111's hires fix when `hires` is. Noise is drawn as diffusers draws it: same
+   * seed, same image. Options are checked before any work; concurrent calls on one pipeline queue
+   * and run one at a time (networks move between devices mid-call with idleDevice).
    */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
     if (options?.hires !== undefined) return generateHires(this, options, (o) => this.generate(o));
-    const o = resolveOptions(options);
+    const o = resolveOptions(options, this.family);
     const run = this.queue.then(() => this.run(o, options));
     this.queue = run.catch(() => undefined);
     return run;
@@ -120,6 +140,8 @@ export class Pipeline {
         await net.to(idle);
       }
     };
+    // Inpainting inputs first: a mask with nothing to repaint fails before any model work.
+    const inpaint = o.inpaint && options.image !== undefined ? await prepareInpaint(options.image, o.inpaint, { width: o.width, height: o.height }, this.family.defaultSize) : undefined;
 
     // Prompts -> per-evaluation contexts: A1111 syntax, 75-token chunks, embeddings, clip skip.
     const guided = o.cfgScale > 1;
@@ -131,7 +153,7 @@ export class Pipeline {
     const loras = await setLoras(this.model, await resolveLoras(o.loras, prompts.flatMap((p) => p.networks), o.loraDirs));
     if (negatives.some((n) => n.networks.length)) process.emitWarning('tags such as <lora:...> in the negative prompt are removed and not applied (as in A1111)', { code: 'SDTORCH_NEGATIVE_TAGS' });
     const db = new EmbeddingDb(this.tokenizer.bpe, await loadEmbeddingDirs(o.embeddingDirs, encoder.width));
-    const encodeOpts = { emphasis: o.emphasis, clipSkip: o.clipSkip, commaBacktrack: 20 };
+    const encodeOpts = { emphasis: o.emphasis, clipSkip: o.clipSkip, commaBacktrack: 20, padToken: this.tokenizer.padId };
     const encode = (texts: string[]) => encodeTexts(texts, this.textEncoder, this.tokenizer.bpe, db, encodeOpts);
     const [plan, empty] = await stage(this.textEncoder, async () => [
       await planPrompts(prompts.map((p) => p.text), guided ? negatives.map((n) => n.text) : null, o.batchSize, o.steps * o.sampler.evalsPerStep, encode),
@@ -139,21 +161,30 @@ export class Pipeline {
     ] as const);
 
     const batch = o.prompts.length * o.batchSize;
-    const opts: SamplerOptions = { steps: o.steps, schedule, generator, signal: options.signal };
+    const opts: SamplerOptions = {
+      steps: o.steps, schedule, generator, signal: options.signal, zeroTerminalSnr: o.zeroTerminalSnr, prediction: this.family.prediction,
+      ...(o.timestepSpacing !== undefined ? { timestepSpacing: o.timestepSpacing } : {}),
+    };
+    const vaeTile = (s: Size) => (tiling(options.vaeTiling, s.width, s.height) ? TILE_PIXELS : 0);
     let x: Tensor;
     let size: Size;
-    if (options.initLatents !== undefined) {
+    let concat: Tensor | undefined;
+    if (inpaint) {
+      size = inpaint.size;
+      checkSize(size, batch);
+      opts.strength = o.strength;
+      ({ x, concat } = await this.inpaintStart(inpaint, sampler, opts, batch, (images) => stage(this.vae, () => this.vae.encode(images, { tile: vaeTile(size) }))));
+    } else if (options.initLatents !== undefined) {
       size = { height: options.initLatents.shape[2]! * this.vaeScale, width: options.initLatents.shape[3]! * this.vaeScale };
       checkSize(size, batch);
       opts.strength = o.strength;
-      x = latentsImg2imgStart(sampler, opts, generator, this.device, batch, options.initLatents);
+      x = latentsImg2imgStart(this.family, sampler, opts, generator, this.device, batch, options.initLatents);
     } else if (options.image !== undefined) {
       const image = await loadImage(options.image, o.width && o.height ? { width: o.width, height: o.height } : undefined);
       size = { height: image.shape[2]!, width: image.shape[3]! };
       checkSize(size, batch);
       opts.strength = o.strength;
-      const tile = tiling(options.vaeTiling, size.width, size.height) ? TILE_PIXELS : 0;
-      const moments = await stage(this.vae, () => this.vae.encode(image, { tile }));
+      const moments = await stage(this.vae, () => this.vae.encode(image, { tile: vaeTile(size) }));
       x = img2imgStart(this.family, sampler, opts, generator, this.device, batch, moments);
     } else {
       size = { width: o.width ?? this.family.defaultSize, height: o.height ?? this.family.defaultSize };
@@ -162,15 +193,37 @@ export class Pipeline {
     }
 
     opts.onStep = progressReporter(sampler.evaluations(opts), options.onProgress);
-    const eps = guidedEps(this.unet, plan.contextAt, o.cfgScale, o.padCondUncond, empty);
-    const latents = await stage(this.unet, () => sampler.sample(eps, x, opts));
+    const model = guidedModel(this.unet, plan.contextAt, {
+      cfgScale: o.cfgScale, rescale: o.rescaleCfg, prediction: this.family.prediction, pad: o.padCondUncond, ...(empty ? { empty } : {}), ...(concat ? { concat } : {}),
+    });
+    const latents = await stage(this.unet, () => sampler.sample(model, x, opts));
     if (options.decode === false) return { images: [], latents, seed: o.seed, infotexts: [] };
 
-    const tile = tiling(options.vaeTiling, size.width, size.height) ? TILE_PIXELS / this.vaeScale : 0;
-    const decoded = await stage(this.vae, () => this.decode(latents, tile));
+    const decoded = await stage(this.vae, () => this.decode(latents, vaeTile(size) / this.vaeScale));
     const infotexts = await this.infotexts(o, options, size, label, plan.usedEmbeddings, loras.applied);
-    const images = await Promise.all(toImageData(decoded).map((img, i) => encodePng(img, infotexts[i])));
+    const pixels: RgbImage[] = inpaint ? inpaint.finish(toImageData(decoded)) : toImageData(decoded);
+    const images = await Promise.all(pixels.map((img, i) => encodePng(img, infotexts[i])));
     return { images, latents, seed: o.seed, infotexts };
+  }
+
+  /**
+   * The inpainting start (latents.ts inpaintStart, diffusers' order of draws), with what sampling
+   * needs besides x: a 9-channel UNet's extra input cat(mask, masked-image latents) [B, 1 + C, h, w],
+   * or a 4-channel UNet's unmasked latents to keep (opts.inpaint).
+   */
+  private async inpaintStart(
+    inpaint: InpaintInputs, sampler: Sampler, opts: SamplerOptions, batch: number, encode: (images: Tensor) => Promise<Tensor>,
+  ): Promise<{ x: Tensor; concat: Tensor | undefined }> {
+    const nine = this.family.unetInChannels > this.family.latentChannels;
+    const image = !nine || opts.strength !== 1 ? await encode(inpaint.image) : undefined;
+    const masked = nine ? await encode(inpaint.masked()) : undefined;
+    const start = inpaintStart(this.family, sampler, opts, opts.generator, this.device, batch, inpaint.size, {
+      ...(image ? { image } : {}), ...(masked ? { masked } : {}),
+    });
+    const mask = inpaint.latentMask(this.vaeScale).to(this.device);
+    if (nine) return { x: start.x, concat: Tensor.cat([Tensor.cat(Array<Tensor>(batch).fill(mask)), start.maskedLatents!], 1) };
+    opts.inpaint = { latents: start.imageLatents!, noise: start.noise, mask };
+    return { x: start.x, concat: undefined };
   }
 
   /**
@@ -187,10 +240,16 @@ export class Pipeline {
 
   private async infotexts(o: ResolvedOptions, options: GenerateOptions, size: Size, sampler: string, embeddings: Set<TextualInversion>, loras: AppliedLora[]): Promise<string[]> {
     const hash = await modelHash(this.path);
+    const vaeHash = this.vaePath === undefined ? undefined : await modelHash(this.vaePath);
     const batch = o.prompts.length * o.batchSize;
     // A1111's extra generation parameters, in its order and spelling.
     const extra: Record<string, string | number> = {};
     if (o.clipSkip > 1) extra['Clip skip'] = o.clipSkip;
+    if (o.inpaint && o.inpaint.maskBlur > 0) extra['Mask blur'] = o.inpaint.maskBlur;
+    if (o.inpaint?.area === 'masked') Object.assign(extra, { 'Inpaint area': 'Only masked', 'Masked area padding': o.inpaint.padding });
+    if (o.zeroTerminalSnr) extra['Noise Schedule'] = 'Zero Terminal SNR';
+    if (o.rescaleCfg > 0 && o.cfgScale > 1) extra['Guidance rescale'] = o.rescaleCfg;
+    if (o.timestepSpacing !== undefined && o.timestepSpacing !== o.sampler.defaultSpacing) extra['Timestep spacing'] = o.timestepSpacing;
     const lh = await Promise.all(loras.map(async (l) => `${l.name.replace(/[:,]/g, '')}: ${await loraHash(l.path)}`));
     if (lh.length) extra['Lora hashes'] = [...new Set(lh)].join(', ');
     const ti = [...embeddings].map((e) => `${e.name.replace(/[:,]/g, '')}: ${e.hash}`);
@@ -209,6 +268,7 @@ export class Pipeline {
         height: size.height,
         modelHash: hash,
         modelName: this.name,
+        ...(this.vaePath !== undefined ? { vaeHash: vaeHash!, vaeName: this.vaeName! } : {}),
         ...(options.image !== undefined || options.initLatents !== undefined ? { strength: o.strength } : {}),
         ...(batch > 1 ? { batchSize: batch, batchPos: i } : {}),
         extra,
@@ -225,14 +285,25 @@ export class Pipeline {
   }
 }
 
-/** Loads an SD 1.x single-file checkpoint (.safetensors or .ckpt). */
+/**
+ * Loads a checkpoint: a single file (.safetensors or .ckpt) or a diffusers folder; the family
+ * (SD 1.x, SD 2.x, v-prediction, inpainting) is detected from the weights.
+ */
 export async function loadPipeline(file: string, options: LoadOptions = {}): Promise<Pipeline> {
   if (typeof file !== 'string') throw new TypeError(`loadPipeline(): the path must be a string, got ${typeof file}`);
+  if (typeof options !== 'object' || options === null) throw new TypeError('loadPipeline(): options must be an object ({ device, dtype, prediction, vae })');
   if (options.device !== undefined && typeof options.device !== 'string') throw new TypeError("loadPipeline(): device must be 'cpu', 'cuda', 'cuda:N' or 'auto'");
   if (options.dtype !== undefined && !WEIGHT_DTYPES.includes(options.dtype))
     throw new TypeError(`loadPipeline(): unknown dtype '${String(options.dtype)}'; use ${WEIGHT_DTYPES.join(', ')}`);
+  if (options.prediction !== undefined && !PREDICTIONS.includes(options.prediction))
+    throw new TypeError(`loadPipeline(): prediction must be 'epsilon' or 'v' (what the UNet predicts), got ${typeof options.prediction === 'string' ? `'${options.prediction}'` : String(options.prediction)}`);
+  if (options.vae !== undefined && (typeof options.vae !== 'string' || options.vae === ''))
+    throw new TypeError('loadPipeline(): vae must be the path of a VAE file (.safetensors or .ckpt)');
   const device = resolveDevice(options.device);
   const dtype = options.dtype ?? (device.startsWith('cuda') ? 'float16' : 'float32');
-  const model = await native().loadModel({ path: path.resolve(file), device, dtype });
-  return new Pipeline(model, path.resolve(file), device, dtype);
+  const vae = options.vae === undefined ? undefined : path.resolve(options.vae);
+  const model = await native().loadModel({
+    path: path.resolve(file), device, dtype, ...(options.prediction ? { prediction: options.prediction } : {}), ...(vae ? { vae } : {}),
+  });
+  return new Pipeline(model, path.resolve(file), device, dtype, vae);
 }

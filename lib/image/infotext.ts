@@ -14,6 +14,10 @@ export interface InfotextParams {
   modelHash?: string;
   /** Checkpoint name, conventionally the file name without extension. */
   modelName?: string;
+  /** A separately loaded VAE: the first 10 hex digits of its sha256 ("VAE hash"). */
+  vaeHash?: string;
+  /** A separately loaded VAE: its file name ("VAE"). */
+  vaeName?: string;
   /** img2img: "Denoising strength". */
   strength?: number;
   /** Written (with batchPos) only when 2 or more, as older A1111 did. */
@@ -42,6 +46,8 @@ export function formatInfotext(p: InfotextParams): string {
     ['Size', `${p.width}x${p.height}`],
     ['Model hash', p.modelHash],
     ['Model', p.modelName],
+    ['VAE hash', p.vaeHash],
+    ['VAE', p.vaeName],
     ['Batch size', batched ? p.batchSize : undefined],
     ['Batch pos', batched ? p.batchPos : undefined],
     ['Denoising strength', p.strength],
@@ -121,6 +127,18 @@ export interface InfotextOptions {
   clipSkip?: number;
   /** "Emphasis": 'no-norm' for "No norm", 'ignore', 'none' (absent: A1111's default, 'original'). */
   emphasis?: 'original' | 'no-norm' | 'ignore' | 'none';
+  /** "Mask blur". */
+  maskBlur?: number;
+  /** "Inpaint area": 'masked' for "Only masked", 'whole' for "Whole picture". */
+  inpaintArea?: 'whole' | 'masked';
+  /** "Masked area padding". */
+  inpaintPadding?: number;
+  /** "Noise Schedule: Zero Terminal SNR" (A1111's key). */
+  zeroTerminalSnr?: boolean;
+  /** "Guidance rescale" (diffusers' guidance_rescale; A1111 has no key for it). */
+  rescaleCfg?: number;
+  /** "Timestep spacing" (diffusers' timestep_spacing; A1111 has no key for it). */
+  timestepSpacing?: 'leading' | 'linspace' | 'trailing';
   /** Every "key: value" pair, unparsed (Model, Model hash, Lora hashes, ...). */
   params: Record<string, string>;
 }
@@ -130,7 +148,9 @@ const num = (v: string | undefined): number | undefined => (v !== undefined && v
 /**
  * Reads an A1111 infotext (a PNG's "parameters") into generate() options: prompt, negative prompt,
  * Steps, Sampler (with A1111's separate "Schedule type" folded in: "DPM++ 2M" + "Karras"), CFG
- * scale, Seed, Size, Denoising strength, Clip skip, Emphasis. Fields it cannot read are left out; all are in `params`.
+ * scale, Seed, Size, Denoising strength, Clip skip, Emphasis, Mask blur, Inpaint area, Masked area
+ * padding, Noise Schedule, Guidance rescale, Timestep spacing. Fields it cannot read are left out;
+ * all are in `params`.
  */
 export function infotextOptions(text: string): InfotextOptions {
   const { prompt, negativePrompt, params } = parseInfotext(text);
@@ -148,6 +168,12 @@ export function infotextOptions(text: string): InfotextOptions {
     strength: num(params['Denoising strength']),
     clipSkip: num(params['Clip skip']),
     emphasis: ({ Original: 'original', 'No norm': 'no-norm', Ignore: 'ignore', None: 'none' } as const)[params['Emphasis'] as 'Original'],
+    maskBlur: num(params['Mask blur']),
+    inpaintArea: ({ 'Only masked': 'masked', 'Whole picture': 'whole' } as const)[params['Inpaint area'] as 'Only masked'],
+    inpaintPadding: num(params['Masked area padding']),
+    zeroTerminalSnr: params['Noise Schedule'] === 'Zero Terminal SNR' ? true : undefined,
+    rescaleCfg: num(params['Guidance rescale']),
+    timestepSpacing: (['leading', 'linspace', 'trailing'] as const).find((v) => v === params['Timestep spacing']),
   };
   for (const [k, v] of Object.entries(fields)) if (v !== undefined) Object.assign(out, { [k]: v });
   return out;

@@ -41,7 +41,8 @@ export async function loadImage(input: string | Buffer, size?: Size): Promise<Te
 
 const isMultipleOf8 = (n: number) => Number.isInteger(n) && n > 0 && n % 8 === 0;
 
-async function decodeRgb(input: string | Buffer): Promise<RgbImage> {
+/** An image file's pixels as `load_image` gives them (see loadImage), at the file's own size. */
+export async function decodeRgb(input: string | Buffer): Promise<RgbImage> {
   try {
     const options = { autoOrient: true, ignoreIcc: true } as const;
     const meta = await sharp(input).metadata();
@@ -108,7 +109,8 @@ function cmykToRgb(cmyk: Uint8Array, channels: number): Uint8Array {
 // 8-bit value -> float32(float32(v / 255) * 2 - 1), numpy's float32 arithmetic.
 const TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => Math.fround(Math.fround(v / 255) * 2 - 1));
 
-function rgbToTensor({ data, width, height }: RgbImage): Tensor {
+/** 8-bit RGB -> float32 [1, 3, H, W] in [-1, 1], as diffusers' normalize(pil_to_numpy(image)). */
+export function rgbToTensor({ data, width, height }: RgbImage): Tensor {
   const plane = width * height;
   const out = new Float32Array(3 * plane);
   for (let i = 0; i < plane; i++) {

@@ -22,8 +22,9 @@ interface Taps {
   weights: Int32Array; // fixed-point weights, `size` per output pixel
 }
 
-function lanczosTaps(inSize: number, outSize: number): Taps {
-  const scale = inSize / outSize;
+/** Taps for resampling the input span [in0, in1) (the whole input by default) to outSize pixels. */
+function lanczosTaps(inSize: number, outSize: number, in0 = 0, in1 = inSize): Taps {
+  const scale = (in1 - in0) / outSize;
   const filterScale = Math.max(scale, 1);
   const support = 3 * filterScale;
   const size = Math.ceil(support) * 2 + 1;
@@ -32,7 +33,7 @@ function lanczosTaps(inSize: number, outSize: number): Taps {
   const weights = new Int32Array(outSize * size);
   const w = new Float64Array(size);
   for (let o = 0; o < outSize; o++) {
-    const center = (o + 0.5) * scale;
+    const center = in0 + (o + 0.5) * scale;
     const lo = Math.max(Math.trunc(center - support + 0.5), 0);
     const n = Math.min(Math.trunc(center + support + 0.5), inSize) - lo;
     let total = 0;
@@ -50,10 +51,15 @@ function lanczosTaps(inSize: number, outSize: number): Taps {
 const clip8 = (acc: number) => Math.min(Math.max(acc >> PRECISION_BITS, 0), 255);
 const HALF = 1 << (PRECISION_BITS - 1);
 
-export function resizeLanczos(img: RgbImage, width: number, height: number): RgbImage {
+/**
+ * Resizes to width x height; `box` [x0, y0, x1, y1] picks the source region as PIL's `box`
+ * argument does (default: the whole image; a zero-size box samples around its edge).
+ */
+export function resizeLanczos(img: RgbImage, width: number, height: number, box: [number, number, number, number] = [0, 0, img.width, img.height]): RgbImage {
   let { data, width: w, height: h } = img;
-  if (width !== w) {
-    const t = lanczosTaps(w, width);
+  const [x0, y0, x1, y1] = box;
+  if (width !== w || x0 !== 0 || x1 !== w) {
+    const t = lanczosTaps(w, width, x0, x1);
     const out = new Uint8Array(width * h * 3);
     for (let y = 0; y < h; y++) {
       const row = y * w * 3;
@@ -75,8 +81,8 @@ export function resizeLanczos(img: RgbImage, width: number, height: number): Rgb
     data = out;
     w = width;
   }
-  if (height !== h) {
-    const t = lanczosTaps(h, height);
+  if (height !== h || y0 !== 0 || y1 !== h) {
+    const t = lanczosTaps(h, height, y0, y1);
     const out = new Uint8Array(w * height * 3);
     const stride = w * 3;
     for (let y = 0; y < height; y++) {

@@ -1,7 +1,7 @@
 // A1111's short model hash, remembered in the cache so a new process does not re-read the file.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { cacheDir } from '../util/cache';
 import { writeFileAtomic } from '../util/fs';
@@ -35,12 +35,23 @@ export function sha256File(file: string, start = 0): Promise<string> {
   });
 }
 
+/** The file a model's hash is taken of: the file itself, or a diffusers folder's UNet weights. */
+async function hashedFile(model: string): Promise<string> {
+  if (!(await stat(model)).isDirectory()) return model;
+  const unet = path.join(model, 'unet');
+  const names = (await readdir(unet)).filter((n) => /^diffusion_pytorch_model.*\.(safetensors|bin)$/.test(n)).sort();
+  if (!names.length) throw new Error(`'${model}' has no unet/diffusion_pytorch_model weights to hash`);
+  return path.join(unet, names[0]!);
+}
+
 /**
  * A1111's short model hash: the first 10 hex digits of the file's sha256, streamed (checkpoints are
- * gigabytes). Remembered per (path, size, mtime) in memory and in the cache's model-hashes.json,
- * so a new process (each CLI run) does not read the whole file again.
+ * gigabytes); for a diffusers folder, of its UNet weights file. Remembered per (path, size, mtime) in
+ * memory and in the cache's model-hashes.json, so a new process (each CLI run) does not read the
+ * whole file again.
  */
-export function modelHash(file: string): Promise<string> {
+export async function modelHash(model: string): Promise<string> {
+  const file = await hashedFile(model);
   return perFileVersion(hashes, file, async (full, key) => {
     const known = (await knownHashes())[key];
     if (typeof known === 'string' && /^[0-9a-f]{10}$/.test(known)) return known;

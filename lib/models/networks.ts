@@ -4,10 +4,17 @@ import { Tensor } from '../tensor';
 import type { CLIPTokenizer } from '../text/clip-tokenizer';
 
 export class Tokenizer {
-  constructor(readonly bpe: CLIPTokenizer) {}
-  /** Token ids int64 [B, 77], padded and truncated as CLIPTokenizer(padding='max_length', truncation=True). */
+  /** The id that pads after the end token: <|endoftext|> (SD 1.x) or the family's (0 for SD 2). */
+  readonly padId: number;
+  constructor(readonly bpe: CLIPTokenizer, padId?: number) {
+    this.padId = padId ?? bpe.padId;
+  }
+  /**
+   * Token ids int64 [B, 77], padded and truncated as CLIPTokenizer(padding='max_length',
+   * truncation=True) with the family's pad token (SD 2's tokenizer pads with 0).
+   */
   encode(prompts: string | string[]): Tensor {
-    const rows = this.bpe.encodeIds(typeof prompts === 'string' ? [prompts] : prompts);
+    const rows = this.bpe.encodeIds(typeof prompts === 'string' ? [prompts] : prompts, 77, this.padId);
     const flat = BigInt64Array.from(rows.flat(), (v) => BigInt(v));
     return Tensor.from(flat, [rows.length, rows[0]?.length ?? 77], 'int64');
   }

@@ -36,13 +36,15 @@ export interface TextEncoderSpec {
   width: number;
   maxTokens: number;
   vocab: number;
-  /** Transformer layers (the largest clipSkip). */
+  /** Transformer layers the model runs (the largest clipSkip; SD 2.x: 23 of OpenCLIP's 24). */
   layers: number;
+  /** The token that fills a prompt after <|endoftext|>: 49407 (CLIP ViT-L, SD 1.x) or 0 (OpenCLIP, SD 2.x). */
+  padToken: number;
 }
 
 /** A row of the native preset table: what a loaded checkpoint is. */
 export interface NativeFamily {
-  /** The preset: "sd15", "tiny". */
+  /** The preset: "sd15", "sd15-inpaint", "sd2" (512, epsilon), "sd2-v" (768, v), "sd2-inpaint", "tiny", "tiny-inpaint". */
   name: string;
   /** For messages: "SD 1.x". */
   label: string;
@@ -70,6 +72,8 @@ export interface ModelInfo {
   textEncoderDevice: string;
   vaeDevice: string;
   vaeDtype: DType;
+  /** The separate VAE file loaded in place of the checkpoint's (loadModel's `vae`), or null. */
+  vae: string | null;
   family: NativeFamily;
 }
 
@@ -144,15 +148,27 @@ export interface SystemInfo {
 export interface Binding {
   NativeTensor: NativeTensorClass & (new (..._: never[]) => NativeTensor);
   NativeGenerator: new (seed: number | bigint) => NativeGenerator;
-  loadModel(o: { path: string; device: string; dtype: DType }): Promise<NativeModel>;
+  /**
+   * path: a checkpoint file or a diffusers folder; vae: a VAE file replacing the checkpoint's;
+   * prediction: overrides what detection decided (SD 2.x files do not say).
+   */
+  loadModel(o: { path: string; device: string; dtype: DType; vae?: string; prediction?: 'epsilon' | 'v' }): Promise<NativeModel>;
   /** headerOnly: format and metadata, no tensors (a .ckpt's pickle is not read). */
   loadTensors(o: { path: string; headerOnly?: boolean }): Promise<{ tensors: Array<[string, NativeTensor]>; metadata: Record<string, string>; format: string }>;
   saveTensors(o: { path: string; tensors: Record<string, NativeTensor>; metadata?: Record<string, string>; overwrite?: boolean }): Promise<void>;
   systemInfo(): SystemInfo;
+  /** A checkpoint file or diffusers folder, without building networks. */
   inspectFile(o: { path: string }): Promise<{
+    /** "safetensors" | "ckpt" | "diffusers" */
     format: string;
+    /** What it looks like: "sd1", "sd1-inpaint", "sd2", "sd2-inpaint", "sdxl", "sd3", "flux", "video", "lora", "vae", ... */
     family: string;
+    /** The preset it loads as, with its prediction and label; null when sdtorch does not load it. */
+    preset: string | null;
+    prediction: 'epsilon' | 'v' | null;
+    label?: string;
+    defaultSize?: number;
     tensors: Array<{ name: string; dtype: DType; numel: number; component: 'unet' | 'vae' | 'textEncoder' | 'other' }>;
   }>;
-  presetManifest(o: { preset: 'sd15' | 'tiny' }): Array<[string, number[]]>;
+  presetManifest(o: { preset: string }): Array<[string, number[]]>;
 }

@@ -12,22 +12,37 @@ import {
   euler,
   eulerAncestral,
   heun,
+  levelAt,
   lms,
   plms,
-  predictedX0,
   unipc,
   veDenoiser,
   vp,
   vpDenoiser,
   type Denoiser,
-  type EpsModel,
+  type Model,
+  type Prediction,
   type Sampler,
   type SamplerOptions,
   type Walk,
 } from './samplers';
-import { kdiffusionSchedule, leadingSchedule, multistepSchedule, plmsSchedule, TRAIN_STEPS, type Schedule, type ScheduleName } from './schedules';
+import {
+  ddimSchedule,
+  kdiffusionSchedule,
+  multistepSchedule,
+  noiseSchedule,
+  plmsSchedule,
+  scheduleProblem,
+  TIMESTEP_SPACINGS,
+  TRAIN_STEPS,
+  type NoiseSchedule,
+  type Schedule,
+  type ScheduleName,
+  type TimestepSpacing,
+} from './schedules';
 
-export type { EpsModel, Sampler, SamplerOptions } from './samplers';
+export type { Inpaint, Model, NoiseLevel, Prediction, Sampler, SamplerOptions } from './samplers';
+export type { TimestepSpacing } from './schedules';
 
 interface Spec {
   /** The A1111 display name. */
@@ -36,26 +51,35 @@ interface Spec {
   diffusers: string;
   /** Whether diffusers offers use_karras_sigmas for it. */
   karras: boolean;
+  /**
+   * Whether the diffusers class offers rescale_betas_zero_snr, and how it stores the last ᾱ then:
+   * 'zero' (DDIM, DDPM: ᾱ_999 = 0) or 'clamped' (the σ-based classes: 2^-24); false: no such option.
+   */
+  zeroSnr: false | 'zero' | 'clamped';
+  /** The class's default timestep_spacing (from_config(SD 1.5 config) keeps it). */
+  spacing: TimestepSpacing;
   /** 've': latents x0 + σ·ε, the model sees x/√(σ²+1); 'vp': α·x0 + σ_t·ε, the model sees x. */
   space: 've' | 'vp';
   /** Model evaluations per step (the last step of a two-stage method makes one). */
   evals: 1 | 2;
-  schedule(steps: number, schedule: ScheduleName): Schedule;
-  run(model: EpsModel, x: Tensor, walk: Walk): Promise<Tensor>;
+  schedule(train: NoiseSchedule, steps: number, schedule: ScheduleName, spacing: TimestepSpacing): Schedule;
+  run(model: Model, x: Tensor, walk: Walk): Promise<Tensor>;
 }
 
 const kSpec = (
   label: string,
   diffusers: string,
   run: (m: Denoiser, x: Tensor, w: Walk) => Promise<Tensor>,
-  { evals = 1, karras = true, roundKarras = false }: { evals?: 1 | 2; karras?: boolean; roundKarras?: boolean } = {},
+  { evals = 1, karras = true, roundKarras = false, zeroSnr = false }: { evals?: 1 | 2; karras?: boolean; roundKarras?: boolean; zeroSnr?: boolean } = {},
 ): Spec => ({
   label,
   diffusers,
   karras,
+  zeroSnr: zeroSnr ? 'clamped' : false,
+  spacing: 'linspace',
   space: 've',
   evals,
-  schedule: (steps, schedule) => kdiffusionSchedule(steps, schedule, roundKarras),
+  schedule: (train, steps, schedule, spacing) => kdiffusionSchedule(train, steps, schedule, spacing, roundKarras),
   run: (m, x, w) => run(veDenoiser(m), x, w),
 });
 
@@ -63,28 +87,32 @@ const multistepSpec = (label: string, diffusers: string, run: (m: Denoiser, x: T
   label,
   diffusers,
   karras: true,
+  zeroSnr: 'clamped',
+  spacing: 'linspace',
   space: 'vp',
   evals: 1,
   schedule: multistepSchedule,
   run: (m, x, w) => run(vpDenoiser(m), x, w),
 });
 
-const discreteSpec = (label: string, diffusers: string, schedule: (steps: number) => Schedule, run: Spec['run']): Spec => ({
+const discreteSpec = (label: string, diffusers: string, zeroSnr: boolean, schedule: (train: NoiseSchedule, steps: number, spacing: TimestepSpacing) => Schedule, run: Spec['run']): Spec => ({
   label,
   diffusers,
   karras: false,
+  zeroSnr: zeroSnr ? 'zero' : false,
+  spacing: 'leading',
   space: 'vp',
   evals: 1,
-  schedule,
+  schedule: (train, steps, _schedule, spacing) => schedule(train, steps, spacing),
   run,
 });
 
 const SPECS = {
-  ddpm: discreteSpec('DDPM', 'DDPMScheduler', leadingSchedule, ddpm),
-  ddim: discreteSpec('DDIM', 'DDIMScheduler', leadingSchedule, ddim),
-  pndm: discreteSpec('PLMS', 'PNDMScheduler', plmsSchedule, plms),
-  euler: kSpec('Euler', 'EulerDiscreteScheduler', euler),
-  euler_a: kSpec('Euler a', 'EulerAncestralDiscreteScheduler', eulerAncestral, { karras: false }),
+  ddpm: discreteSpec('DDPM', 'DDPMScheduler', true, ddimSchedule, ddpm),
+  ddim: discreteSpec('DDIM', 'DDIMScheduler', true, ddimSchedule, ddim),
+  pndm: discreteSpec('PLMS', 'PNDMScheduler', false, plmsSchedule, plms),
+  euler: kSpec('Euler', 'EulerDiscreteScheduler', euler, { zeroSnr: true }),
+  euler_a: kSpec('Euler a', 'EulerAncestralDiscreteScheduler', eulerAncestral, { karras: false, zeroSnr: true }),
   heun: kSpec('Heun', 'HeunDiscreteScheduler', heun, { evals: 2 }),
   lms: kSpec('LMS', 'LMSDiscreteScheduler', lms),
   dpm2: kSpec('DPM2', 'KDPM2DiscreteScheduler', dpm2, { evals: 2, roundKarras: true }),
@@ -110,14 +138,29 @@ function scheduleName(schedule: string | undefined): ScheduleName {
   throw new TypeError(`unknown schedule '${String(schedule)}': use 'default' or 'karras'`);
 }
 
+/** Samplers whose diffusers class offers rescale_betas_zero_snr. */
+const zeroSnrNames = (): string => samplerNames.filter((n) => SPECS[n as SamplerName].zeroSnr).join(', ');
+
+const PREDICTIONS: readonly Prediction[] = ['epsilon', 'v'];
+
 /**
- * THE validator of sampling options: schedule, steps (1..1000, the training steps) and img2img
- * strength for a sampler. Returns the schedule to walk and the step img2img enters at.
+ * THE validator of sampling options: schedule, timestep spacing, zero terminal SNR, steps (1..1000,
+ * the training steps), img2img strength and the model's prediction, for a sampler. Every
+ * combination is walked as its diffusers class walks it, or refused here with the reason. Returns
+ * the schedule to walk and the step img2img enters at.
  */
-function check(name: SamplerName, opts: Pick<SamplerOptions, 'steps' | 'schedule' | 'strength'>): { schedule: Schedule; from: number } {
-  const { steps, strength = 1 } = opts;
+function check(name: SamplerName, opts: Omit<SamplerOptions, 'generator'>): { schedule: Schedule; from: number } {
+  const spec: Spec = SPECS[name];
+  const { steps, strength = 1, zeroTerminalSnr = false, prediction = 'epsilon' } = opts;
   const schedule = scheduleName(opts.schedule);
-  if (schedule === 'karras' && !SPECS[name].karras) throw noKarras(name);
+  if (schedule === 'karras' && !spec.karras) throw noKarras(name);
+  const spacing = opts.timestepSpacing ?? spec.spacing;
+  if (!TIMESTEP_SPACINGS.includes(spacing)) throw new TypeError(`unknown timestep spacing '${String(spacing)}': use ${TIMESTEP_SPACINGS.map((s) => `'${s}'`).join(', ')}`);
+  if (typeof zeroTerminalSnr !== 'boolean') throw new TypeError(`zeroTerminalSnr must be true or false, got ${String(zeroTerminalSnr)}`);
+  if (!PREDICTIONS.includes(prediction)) throw new TypeError(`unknown prediction '${String(prediction)}': use 'epsilon' or 'v'`);
+  if (zeroTerminalSnr && !spec.zeroSnr) {
+    throw new Error(`sampler '${name}' cannot use zero terminal SNR (diffusers' ${spec.diffusers} has no rescale_betas_zero_snr): use one of ${zeroSnrNames()}`);
+  }
   if (!Number.isInteger(steps) || steps < 1 || steps > TRAIN_STEPS) {
     throw new RangeError(`steps must be an integer from 1 to ${TRAIN_STEPS}, got ${steps}`);
   }
@@ -127,7 +170,27 @@ function check(name: SamplerName, opts: Pick<SamplerOptions, 'steps' | 'schedule
   if (kept < 1) {
     throw new RangeError(`strength ${strength} leaves no step of ${steps} to run (int(steps·strength) = 0): raise strength or steps`);
   }
-  return { schedule: SPECS[name].schedule(steps, schedule), from: steps - kept };
+  const train = noiseSchedule(zeroTerminalSnr, spec.zeroSnr === 'clamped');
+  const walk = spec.schedule(train, steps, schedule, spacing);
+  const problem = scheduleProblem(walk, spacing);
+  if (problem) throw new RangeError(problem);
+  const from = steps - kept;
+  if (prediction === 'epsilon' && walk.timesteps.slice(from).some((t) => train.alphasCumprod[t] === 0)) {
+    throw new Error(
+      `sampler '${name}' with zero terminal SNR starts at ᾱ = 0, where an epsilon-prediction model's output carries no image ` +
+        `(x0 = (x − ε)/0): use a v-prediction model (Lin et al. 2023), 'leading' spacing, or one of the samplers that clamp the last ᾱ ` +
+        samplerNames.filter((n) => SPECS[n as SamplerName].zeroSnr === 'clamped').join(', '),
+    );
+  }
+  return { schedule: walk, from };
+}
+
+/** latents noised to step k of a schedule: diffusers' add_noise (x0 + σ·n in VE space, α·x0 + σ_t·n in VP space). */
+function noiseTo(spec: Spec, schedule: Schedule, latents: Tensor, noise: Tensor, k: number): Tensor {
+  const sigma = schedule.sigmas[k];
+  if (spec.space === 've') return latents.add(noise.mul(sigma));
+  const { alpha, sigmaT } = vp(sigma);
+  return latents.mul(alpha).add(noise.mul(sigmaT));
 }
 
 function makeSampler(name: SamplerName): Sampler {
@@ -137,26 +200,29 @@ function makeSampler(name: SamplerName): Sampler {
   return {
     init(noise, opts) {
       const { schedule } = check(name, opts);
-      return noise.mul(spec.space === 've' ? schedule.sigmas[0] : 1);
+      return noise.mul(spec.space === 've' ? schedule.initSigma : 1);
     },
     addNoise(latents, noise, opts) {
       const { schedule, from } = check(name, opts);
-      const sigma = schedule.sigmas[from];
-      if (spec.space === 've') return latents.add(noise.mul(sigma));
-      const { alpha, sigmaT } = vp(sigma);
-      return latents.mul(alpha).add(noise.mul(sigmaT));
+      return noiseTo(spec, schedule, latents, noise, from);
     },
     async sample(model, x, opts) {
       const { schedule, from } = check(name, opts);
       const total = count({ schedule, from });
       let done = 0;
-      const counted: EpsModel = async (input, t) => {
-        opts.signal?.throwIfAborted();
-        const eps = await model(input, t);
-        await opts.onStep?.(++done, total, () => predictedX0(input, t, eps));
-        return eps;
+      const counted: Model = {
+        ...model,
+        output: async (input, t) => {
+          opts.signal?.throwIfAborted();
+          const out = await model.output(input, t);
+          await opts.onStep?.(++done, total, () => model.x0(out, input, levelAt(schedule.train, t)));
+          return out;
+        },
       };
-      return spec.run(counted, x, { ...schedule, from, generator: opts.generator });
+      const inpaint = opts.inpaint;
+      const keep = inpaint?.mask.mul(-1).add(1);
+      const blend = inpaint && keep ? (latents: Tensor, k: number) => noiseTo(spec, schedule, inpaint.latents, inpaint.noise, k).mul(keep).add(latents.mul(inpaint.mask)) : undefined;
+      return spec.run(counted, x, { ...schedule, from, generator: opts.generator, ...(blend ? { blend } : {}) });
     },
     evaluations: (opts) => count(check(name, opts)),
   };
@@ -185,6 +251,8 @@ export interface ResolvedSampler {
   label: string;
   /** Model evaluations per step: 2 for second-order samplers (A1111's step_multiplier). */
   evalsPerStep: 1 | 2;
+  /** The timestep spacing of the sampler's diffusers class (used when none is given). */
+  defaultSpacing: TimestepSpacing;
 }
 
 /**
@@ -204,16 +272,20 @@ export function getSampler(name: string, schedule?: string): ResolvedSampler {
   const resolved = scheduleName(hit.schedule ?? schedule);
   if (resolved === 'karras' && !SPECS[hit.name].karras) throw noKarras(hit.name);
   const label = SPECS[hit.name].label;
-  const evalsPerStep = SPECS[hit.name].evals;
-  return { sampler: SAMPLERS[hit.name], schedule: resolved, name: hit.name, label: resolved === 'karras' ? `${label} Karras` : label, evalsPerStep };
+  const { evals: evalsPerStep, spacing: defaultSpacing } = SPECS[hit.name];
+  return { sampler: SAMPLERS[hit.name], schedule: resolved, name: hit.name, label: resolved === 'karras' ? `${label} Karras` : label, evalsPerStep, defaultSpacing };
 }
+
+/** A sampling setup to check: SamplerOptions without the run's generator and callbacks, any schedule name. */
+export type SamplingSetup = Omit<SamplerOptions, 'generator' | 'schedule' | 'inpaint' | 'onStep' | 'signal'> & { schedule?: string };
 
 /**
  * A whole sampling setup checked at once, before any work: the sampler by name (see getSampler),
- * then its schedule, steps and strength (the errors sampler calls would give later).
+ * then its schedule, spacing, zero terminal SNR, steps, strength and the model's prediction (the
+ * errors sampler calls would give later).
  */
-export function resolveSampler(name: string, schedule: string | undefined, steps: number, strength?: number): ResolvedSampler {
-  const r = getSampler(name, schedule);
-  check(r.name, { steps, schedule: r.schedule, ...(strength !== undefined ? { strength } : {}) });
+export function resolveSampler(name: string, setup: SamplingSetup): ResolvedSampler {
+  const r = getSampler(name, setup.schedule);
+  check(r.name, { ...setup, schedule: r.schedule });
   return r;
 }

@@ -1,26 +1,70 @@
 // Samplers as plain functions, k-diffusion style (maths only; names and validation are in
 // registry.ts). Each one walks a Schedule (schedules.ts) and reproduces the diffusers scheduler of
 // DESIGN.md's table step for step: the same model inputs and timesteps, the same noise draws from
-// the generator, the same final latents.
+// the generator, the same final latents. Samplers never ask what the network predicts: they ask
+// the Model for the quantity their update needs (x̂0, ε̂ or D), and the Model converts (denoiser.ts).
 import type { Generator, Tensor } from '../tensor';
-import { alphasCumprod, sigmaAt, TRAIN_STEPS, type Schedule, type ScheduleName } from './schedules';
+import { sigmaAt, TRAIN_STEPS, type NoiseSchedule, type Schedule, type ScheduleName, type TimestepSpacing } from './schedules';
 
-export type { Schedule, ScheduleName } from './schedules';
+export type { Schedule, ScheduleName, TimestepSpacing } from './schedules';
 
-// The guided model: eps prediction for UNet input `x` at (possibly fractional) timestep t. The
-// pipeline's denoiser does CFG and batching; samplers never see a UNet.
-export type EpsModel = (x: Tensor, t: number) => Promise<Tensor>;
+/** What the network predicts: the noise ε (SD 1.x, SD 2 base) or the velocity v = α·ε − σ_t·x0 (SD 2 768-v). */
+export type Prediction = 'epsilon' | 'v';
+
+/** Where a VP model input lies: x = α·x0 + σ_t·ε, α = √ᾱ_t, σ_t = √(1 − ᾱ_t) (α = 0, σ_t = 1 at zero SNR). */
+export interface NoiseLevel {
+  alpha: number;
+  sigmaT: number;
+}
+
+/**
+ * The guided network as samplers see it (k-diffusion's external.py role): its raw output, and the
+ * exact conversions of an output into the quantities samplers use. The pipeline's denoiser does CFG
+ * and batching; samplers never see a UNet, nor which parameterization it has.
+ */
+export interface Model {
+  /** The guided network output F(x, t) (ε or v) for UNet input x at (possibly fractional) timestep t. */
+  output(x: Tensor, t: number): Promise<Tensor>;
+  /** x̂0 from an output F at VP input x (diffusers' pred_original_sample). */
+  x0(out: Tensor, x: Tensor, level: NoiseLevel): Tensor;
+  /** ε̂ from an output F at VP input x (diffusers' pred_epsilon). */
+  eps(out: Tensor, x: Tensor, level: NoiseLevel): Tensor;
+  /** D(x; σ) for VE latents x = x0 + σ·ε whose UNet input was x/√(σ²+1) (Karras et al. 2022's denoiser). */
+  denoised(out: Tensor, x: Tensor, sigma: number): Tensor;
+}
+
+/**
+ * diffusers' 4-channel inpainting (StableDiffusionInpaintPipeline with a 4-channel UNet): after
+ * each update that leaves x at the noise level of step k, the unmasked latents are replaced by the
+ * image latents noised to that level; after the last update, by the image latents themselves.
+ */
+export interface Inpaint {
+  /** Image latents [B, C, h, w] in UNet space. */
+  latents: Tensor;
+  /** The starting noise [B, C, h, w] (the same draw noises the image at every step). */
+  noise: Tensor;
+  /** [B or 1, 1, h, w]: 1 = repaint, 0 = keep. */
+  mask: Tensor;
+}
 
 export interface SamplerOptions {
   steps: number;
   schedule?: ScheduleName;
+  /** diffusers' timestep_spacing; default: what the sampler's diffusers class uses (see registry). */
+  timestepSpacing?: TimestepSpacing;
+  /** diffusers' rescale_betas_zero_snr (Lin et al. 2023); default false. */
+  zeroTerminalSnr?: boolean;
+  /** What the model predicts; checked against the schedule (an ε model cannot step from ᾱ = 0). Default 'epsilon'. */
+  prediction?: Prediction;
   /** Ancestral/SDE noise is drawn from it with randn(x.shape), where and when diffusers draws it. */
   generator: Generator;
   /** img2img: 1 = full txt2img; runs the last int(steps·strength) steps, as diffusers' img2img pipeline does. */
   strength?: number;
+  /** 4-channel inpainting: keep the unmasked latents after each step, as diffusers does. */
+  inpaint?: Inpaint;
   /**
    * After each model evaluation (i from 1 to total); `denoised()` computes that evaluation's
-   * estimate of the clean latents (for previews), valid during the call.
+   * estimate of the clean latents x̂0 (the Model's x0 of its output; for previews), valid during the call.
    */
   onStep?: (i: number, total: number, denoised: () => Tensor) => void | Promise<void>;
   /** Checked before each model evaluation; sample() then rejects with signal.reason. */
@@ -33,9 +77,9 @@ export interface Sampler {
   /** img2img start: diffusers' scheduler.add_noise(latents, noise, first timestep). */
   addNoise(latents: Tensor, noise: Tensor, opts: SamplerOptions): Tensor;
   /** Runs the loop from the starting latents; returns the final latents. */
-  sample(model: EpsModel, x: Tensor, opts: SamplerOptions): Promise<Tensor>;
-  /** Number of model evaluations sample() will make. */
-  evaluations(opts: SamplerOptions): number;
+  sample(model: Model, x: Tensor, opts: SamplerOptions): Promise<Tensor>;
+  /** Number of model evaluations sample() will make (counting needs no generator). */
+  evaluations(opts: Omit<SamplerOptions, 'generator'> & { generator?: Generator }): number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -48,37 +92,39 @@ export type Denoiser = (x: Tensor, sigma: number, t: number) => Promise<Tensor>;
 export interface Walk extends Schedule {
   from: number;
   generator: Generator;
+  /** Inpainting: x at the noise level of step k with the unmasked latents put back (k = timesteps.length: σ = 0, the clean latents). */
+  blend?: (x: Tensor, k: number) => Tensor;
 }
 
-/** Karras et al. 2022's VE denoiser over an eps model: D(x; σ) = x − σ·ε(x/√(σ²+1), t). */
+/** Karras et al. 2022's VE denoiser over a model that sees x/√(σ²+1) (k-diffusion's DiscreteEpsDDPMDenoiser / DiscreteVDDPMDenoiser). */
 export const veDenoiser =
-  (eps: EpsModel): Denoiser =>
+  (model: Model): Denoiser =>
   async (x, sigma, t) =>
-    x.sub((await eps(x.div(Math.sqrt(sigma * sigma + 1)), t)).mul(sigma));
+    model.denoised(await model.output(x.div(Math.sqrt(sigma * sigma + 1)), t), x, sigma);
 
-/**
- * The clean latents one eps evaluation implies: the model input is √ᾱ·x0 + √(1−ᾱ)·ε in every
- * space (VE latents reach the model as x/√(σ²+1)), so x0 = (input − σ_t·ε)/α at the timestep's σ.
- */
-export function predictedX0(input: Tensor, t: number, eps: Tensor): Tensor {
-  const { alpha, sigmaT } = vp(sigmaAt(Math.min(Math.max(t, 0), TRAIN_STEPS - 1)));
-  return input.sub(eps.mul(sigmaT)).div(alpha);
-}
-
-/** Data prediction for VP latents x = α·x0 + σ_t·ε (α = 1/√(1+σ²), σ_t = σα): x0 = (x − σ_t·ε(x, t))/α. */
+/** Data prediction for VP latents x = α·x0 + σ_t·ε (α = 1/√(1+σ²), σ_t = σα), the model sees x as is. */
 export const vpDenoiser =
-  (eps: EpsModel): Denoiser =>
-  async (x, sigma, t) => {
-    const { alpha, sigmaT } = vp(sigma);
-    return x.sub((await eps(x, t)).mul(sigmaT)).div(alpha);
-  };
+  (model: Model): Denoiser =>
+  async (x, sigma, t) =>
+    model.x0(await model.output(x, t), x, vp(sigma));
 
-/** VP coefficients of σ and the half log-SNR λ = log(α/σ_t). */
+/** VP coefficients of σ and the half log-SNR λ = log(α/σ_t); σ = ∞ (zero SNR) gives α = 0, σ_t = 1. */
 export function vp(sigma: number): { alpha: number; sigmaT: number; lambda: number } {
+  if (sigma === Infinity) return { alpha: 0, sigmaT: 1, lambda: -Infinity };
   const alpha = 1 / Math.sqrt(sigma * sigma + 1);
   const sigmaT = sigma * alpha;
   return { alpha, sigmaT, lambda: Math.log(alpha) - Math.log(sigmaT) };
 }
+
+/**
+ * The noise level of the model input at a (possibly fractional) timestep t of `train`: every
+ * sampler's model input is α·x0 + σ_t·ε there (VE latents reach the model as x/√(σ²+1)), so
+ * Model.x0(out, input, levelAt(train, t)) is the clean-latents estimate of any evaluation.
+ */
+export const levelAt = (train: NoiseSchedule, t: number): NoiseLevel => vp(sigmaAt(t, train));
+
+/** The level of ᾱ as diffusers' discrete schedulers use it: α = √ᾱ, σ_t = √(1 − ᾱ). */
+const level = (abar: number): NoiseLevel => ({ alpha: Math.sqrt(abar), sigmaT: Math.sqrt(1 - abar) });
 
 /**
  * The ancestral split of a step σ → σ_next: down to σ_down deterministically, then up by fresh noise
@@ -99,78 +145,88 @@ function randnLike(x: Tensor, generator: Generator): Tensor {
   return noise.device === x.device && noise.dtype === x.dtype ? noise : noise.to(x.device, x.dtype);
 }
 
-/** ᾱ_t, or `final` for t < 0 (past the last step). */
-const abar = (t: number, final: number): number => (t >= 0 ? alphasCumprod[t] : final);
+/** ᾱ_t of the walk's training schedule, or `final` for t < 0 (past the last step). */
+const abar = (train: NoiseSchedule, t: number, final: number): number => (t >= 0 ? train.alphasCumprod[t] : final);
+
+/** x with the unmasked latents put back at step k's level (k = timesteps.length: the clean latents), when inpainting. */
+const keep = ({ blend }: Walk, x: Tensor, k: number): Tensor => (blend ? blend(x, k) : x);
 
 // ---------------------------------------------------------------------------------------------
 // Samplers over ᾱ_t (integer timesteps, eps model called on x as is)
 
 /** DDPM ancestral sampling (Ho et al. 2020, arXiv:2006.11239), "fixed_small" variance. */
-export async function ddpm(eps: EpsModel, x: Tensor, { timesteps, from, generator }: Walk): Promise<Tensor> {
+export async function ddpm(model: Model, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { timesteps, from, generator, train } = walk;
   for (let i = from; i < timesteps.length; i++) {
     const t = timesteps[i];
-    const e = await eps(x, t);
-    const a = alphasCumprod[t];
-    const aPrev = abar(i + 1 < timesteps.length ? timesteps[i + 1] : -1, 1);
+    const out = await model.output(x, t);
+    const a = train.alphasCumprod[t];
+    const aPrev = abar(train, i + 1 < timesteps.length ? timesteps[i + 1] : -1, 1);
     const alpha = a / aPrev;
-    const x0 = x.sub(e.mul(Math.sqrt(1 - a))).div(Math.sqrt(a));
+    const x0 = model.x0(out, x, level(a));
     // the posterior q(x_prev | x, x0): mean (eq. 7), then the variance β̃ as noise
     x = x0.mul((Math.sqrt(aPrev) * (1 - alpha)) / (1 - a)).add(x.mul((Math.sqrt(alpha) * (1 - aPrev)) / (1 - a)));
     const variance = Math.max(((1 - aPrev) / (1 - a)) * (1 - alpha), 1e-20);
-    if (t > 0) x = x.add(randnLike(e, generator).mul(Math.sqrt(variance)));
+    if (t > 0) x = x.add(randnLike(out, generator).mul(Math.sqrt(variance)));
+    x = keep(walk, x, i + 1);
   }
   return x;
 }
 
-/** DDIM, deterministic (Song et al. 2020, arXiv:2010.02502, η = 0). */
-export async function ddim(eps: EpsModel, x: Tensor, { steps, timesteps, from }: Walk): Promise<Tensor> {
+/** DDIM, deterministic (Song et al. 2020, arXiv:2010.02502, η = 0); the previous timestep is t − ⌊1000/steps⌋ for every spacing, as diffusers' DDIMScheduler. */
+export async function ddim(model: Model, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { steps, timesteps, from, train } = walk;
   const stride = Math.floor(TRAIN_STEPS / steps);
   for (let i = from; i < timesteps.length; i++) {
     const t = timesteps[i];
-    const e = await eps(x, t);
-    const a = alphasCumprod[t];
-    const aPrev = abar(t - stride, alphasCumprod[0]);
-    const x0 = x.sub(e.mul(Math.sqrt(1 - a))).div(Math.sqrt(a));
-    x = x0.mul(Math.sqrt(aPrev)).add(e.mul(Math.sqrt(1 - aPrev)));
+    const out = await model.output(x, t);
+    const lv = level(train.alphasCumprod[t]);
+    const aPrev = abar(train, t - stride, train.alphasCumprod[0]);
+    const x0 = model.x0(out, x, lv);
+    x = x0.mul(Math.sqrt(aPrev)).add(model.eps(out, x, lv).mul(Math.sqrt(1 - aPrev)));
+    x = keep(walk, x, i + 1);
   }
   return x;
 }
 
 /**
- * PLMS (Liu et al. 2022, arXiv:2202.09778, "pseudo linear multistep"): Adams–Bashforth on ε over
- * the last ≤ 4 outputs; the first step is redone with the mean of two outputs, as diffusers' PNDM does.
+ * PLMS (Liu et al. 2022, arXiv:2202.09778, "pseudo linear multistep"): Adams–Bashforth over the
+ * last ≤ 4 outputs; the first step is redone with the mean of two outputs, as diffusers' PNDM does.
+ * As there, the outputs are combined as the network gives them and the combination is read as ε at
+ * the transfer's own x and ᾱ_t.
  */
-export async function plms(eps: EpsModel, x: Tensor, { steps, timesteps, from }: Walk): Promise<Tensor> {
+export async function plms(model: Model, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { steps, timesteps, from, train } = walk;
   const stride = Math.floor(TRAIN_STEPS / steps);
-  const es: Tensor[] = [];
+  const outs: Tensor[] = [];
   let start = x;
   for (let i = from; i < timesteps.length; i++) {
-    const e = await eps(x, timesteps[i]);
+    const out = await model.output(x, timesteps[i]);
     const redo = i - from === 1; // the second call revisits the first step from its start
     const t = redo ? timesteps[i] + stride : timesteps[i];
     if (!redo) {
-      es.push(e);
-      if (es.length > 4) es.shift();
+      outs.push(out);
+      if (outs.length > 4) outs.shift();
     }
-    let ePrime: Tensor;
-    if (es.length === 1 && !redo) {
-      ePrime = e;
+    let combined: Tensor;
+    if (outs.length === 1 && !redo) {
+      combined = out;
       start = x;
-    } else if (es.length === 1) {
-      ePrime = e.add(es[0]).div(2);
+    } else if (outs.length === 1) {
+      combined = out.add(outs[0]).div(2);
       x = start;
-    } else if (es.length === 2) ePrime = es[1].mul(3).sub(es[0]).div(2);
-    else if (es.length === 3) ePrime = es[2].mul(23).sub(es[1].mul(16)).add(es[0].mul(5)).div(12);
-    else ePrime = es[3].mul(55).sub(es[2].mul(59)).add(es[1].mul(37)).sub(es[0].mul(9)).mul(1 / 24);
-    x = pndmTransfer(x, t, t - stride, ePrime);
+    } else if (outs.length === 2) combined = outs[1].mul(3).sub(outs[0]).div(2);
+    else if (outs.length === 3) combined = outs[2].mul(23).sub(outs[1].mul(16)).add(outs[0].mul(5)).div(12);
+    else combined = outs[3].mul(55).sub(outs[2].mul(59)).add(outs[1].mul(37)).sub(outs[0].mul(9)).mul(1 / 24);
+    const a = train.alphasCumprod[t];
+    x = pndmTransfer(x, a, abar(train, t - stride, train.alphasCumprod[0]), model.eps(combined, x, level(a)));
+    x = keep(walk, x, i + 1);
   }
   return x;
 }
 
-/** PNDM's transfer φ(x_t, ε, t → t_prev) (Liu et al. 2022, eq. 11). */
-function pndmTransfer(x: Tensor, t: number, prev: number, e: Tensor): Tensor {
-  const a = alphasCumprod[t];
-  const aPrev = abar(prev, alphasCumprod[0]);
+/** PNDM's transfer φ(x_t, ε, t → t_prev) (Liu et al. 2022, eq. 11), from ᾱ_t to ᾱ_prev. */
+function pndmTransfer(x: Tensor, a: number, aPrev: number, e: Tensor): Tensor {
   const denom = a * Math.sqrt(1 - aPrev) + Math.sqrt(a * (1 - a) * aPrev);
   return x.mul(Math.sqrt(aPrev / a)).sub(e.mul(aPrev - a).div(denom));
 }
@@ -179,77 +235,91 @@ function pndmTransfer(x: Tensor, t: number, prev: number, e: Tensor): Tensor {
 // Samplers over σ (VE latents, denoiser D(x; σ, t))
 
 /** Euler's method on the probability-flow ODE (Karras et al. 2022, arXiv:2206.00364, Alg. 2 without churn). */
-export async function euler(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
+export async function euler(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from } = walk;
   for (let i = from; i < timesteps.length; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
-    x = x.add(d.mul(sigmas[i + 1] - sigmas[i]));
+    x = keep(walk, x.add(d.mul(sigmas[i + 1] - sigmas[i])), i + 1);
   }
   return x;
 }
 
 /** Ancestral Euler (k-diffusion's sample_euler_ancestral, η = 1; Song et al. 2021 ancestral step). */
-export async function eulerAncestral(model: Denoiser, x: Tensor, { sigmas, timesteps, from, generator }: Walk): Promise<Tensor> {
+export async function eulerAncestral(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from, generator } = walk;
   for (let i = from; i < timesteps.length; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     const { up, down } = ancestral(sigmas[i], sigmas[i + 1]);
     x = x.add(d.mul(down - sigmas[i]));
-    x = x.add(randnLike(x, generator).mul(up));
+    x = keep(walk, x.add(randnLike(x, generator).mul(up)), i + 1);
   }
   return x;
 }
 
-/** Heun's second-order method (Karras et al. 2022, arXiv:2206.00364, Alg. 1); Euler on the last step. */
-export async function heun(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
+/**
+ * Heun's second-order method (Karras et al. 2022, arXiv:2206.00364, Alg. 1); Euler on the last step.
+ * Inpainting keeps the unmasked latents after each of the two evaluations, as diffusers' pipeline
+ * does after each of HeunDiscreteScheduler's half steps.
+ */
+export async function heun(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from } = walk;
   for (let i = from; i < timesteps.length; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     const dt = sigmas[i + 1] - sigmas[i];
     if (sigmas[i + 1] === 0) {
-      x = x.add(d.mul(dt));
+      x = keep(walk, x.add(d.mul(dt)), i + 1);
       continue;
     }
-    const x2 = x.add(d.mul(dt));
+    const x2 = keep(walk, x.add(d.mul(dt)), i + 1);
     const d2 = x2.sub(await model(x2, sigmas[i + 1], timesteps[i + 1])).div(sigmas[i + 1]);
-    x = x.add(d.add(d2).div(2).mul(dt));
+    x = keep(walk, x.add(d.add(d2).div(2).mul(dt)), i + 1);
   }
   return x;
 }
 
-/** DPM-Solver-2 as in k-diffusion (Lu et al. 2022, arXiv:2206.00927; midpoint at the geometric mean of σ). */
-export async function dpm2(model: Denoiser, x: Tensor, { sigmas, timesteps, from, sigmaToT }: Walk): Promise<Tensor> {
+/**
+ * DPM-Solver-2 as in k-diffusion (Lu et al. 2022, arXiv:2206.00927; midpoint at the geometric mean
+ * of σ). Inpainting keeps the unmasked latents after each evaluation at step i + 1's level, the
+ * midpoint included (diffusers' KDPM2DiscreteScheduler reports that σ for its first half step).
+ */
+export async function dpm2(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from, sigmaToT } = walk;
   for (let i = from; i < timesteps.length; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     if (sigmas[i + 1] === 0) {
-      x = x.add(d.mul(sigmas[i + 1] - sigmas[i]));
+      x = keep(walk, x.add(d.mul(sigmas[i + 1] - sigmas[i])), i + 1);
       continue;
     }
     const mid = logMidpoint(sigmas[i], sigmas[i + 1]);
-    const x2 = x.add(d.mul(mid - sigmas[i]));
+    const x2 = keep(walk, x.add(d.mul(mid - sigmas[i])), i + 1);
     const d2 = x2.sub(await model(x2, mid, sigmaToT(mid))).div(mid);
-    x = x.add(d2.mul(sigmas[i + 1] - sigmas[i]));
+    x = keep(walk, x.add(d2.mul(sigmas[i + 1] - sigmas[i])), i + 1);
   }
   return x;
 }
 
-/** Ancestral DPM-Solver-2 (k-diffusion's sample_dpm_2_ancestral, η = 1); no noise on the last step. */
-export async function dpm2Ancestral(model: Denoiser, x: Tensor, { sigmas, timesteps, from, generator, sigmaToT }: Walk): Promise<Tensor> {
+/** Ancestral DPM-Solver-2 (k-diffusion's sample_dpm_2_ancestral, η = 1); no noise on the last step; inpainting as dpm2. */
+export async function dpm2Ancestral(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from, generator, sigmaToT } = walk;
   for (let i = from; i < timesteps.length; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     if (sigmas[i + 1] === 0) {
-      x = x.add(d.mul(sigmas[i + 1] - sigmas[i]));
+      x = keep(walk, x.add(d.mul(sigmas[i + 1] - sigmas[i])), i + 1);
       continue;
     }
     const { up, down } = ancestral(sigmas[i], sigmas[i + 1]);
     const mid = logMidpoint(sigmas[i], down);
-    const x2 = x.add(d.mul(mid - sigmas[i]));
+    const x2 = keep(walk, x.add(d.mul(mid - sigmas[i])), i + 1);
     const d2 = x2.sub(await model(x2, mid, sigmaToT(mid))).div(mid);
     x = x.add(d2.mul(down - sigmas[i]));
-    x = x.add(randnLike(x, generator).mul(up));
+    x = keep(walk, x.add(randnLike(x, generator).mul(up)), i + 1);
   }
   return x;
 }
 
 /** Linear multistep (k-diffusion's sample_lms): Adams–Bashforth in σ over the last ≤ 4 derivatives. */
-export async function lms(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
+export async function lms(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from } = walk;
   const ds: Tensor[] = []; // newest first
   for (let i = from; i < timesteps.length; i++) {
     ds.unshift(x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]));
@@ -259,7 +329,7 @@ export async function lms(model: Denoiser, x: Tensor, { sigmas, timesteps, from 
     const order = Math.min(i + 1, 4);
     let step = ds[0].mul(lmsCoefficient(sigmas, i, order, 0));
     for (let j = 1; j < Math.min(order, ds.length); j++) step = step.add(ds[j].mul(lmsCoefficient(sigmas, i, order, j)));
-    x = x.add(step);
+    x = keep(walk, x.add(step), i + 1);
   }
   return x;
 }
@@ -284,7 +354,8 @@ function lmsCoefficient(sigmas: number[], i: number, order: number, j: number): 
 // Multistep samplers over data predictions (VP latents, x0 = D(x; σ, t))
 
 /** DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095), midpoint; first order on the first and last step. */
-export async function dpmpp2m(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
+export async function dpmpp2m(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from } = walk;
   let prev: Tensor | undefined;
   for (let i = from; i < timesteps.length; i++) {
     const x0 = await model(x, sigmas[i], timesteps[i]);
@@ -297,13 +368,15 @@ export async function dpmpp2m(model: Denoiser, x: Tensor, { sigmas, timesteps, f
       const r = (s.lambda - vp(sigmas[i - 1]).lambda) / h;
       x = x.sub(x0.sub(prev).mul(1 / r).mul(0.5 * c));
     }
+    x = keep(walk, x, i + 1);
     prev = x0;
   }
   return x;
 }
 
 /** DPM-Solver++(2M) SDE (Lu et al. 2022, arXiv:2211.01095), midpoint; noise drawn on every step. */
-export async function dpmpp2mSde(model: Denoiser, x: Tensor, { sigmas, timesteps, from, generator }: Walk): Promise<Tensor> {
+export async function dpmpp2mSde(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from, generator } = walk;
   let prev: Tensor | undefined;
   for (let i = from; i < timesteps.length; i++) {
     const x0 = await model(x, sigmas[i], timesteps[i]);
@@ -317,7 +390,7 @@ export async function dpmpp2mSde(model: Denoiser, x: Tensor, { sigmas, timesteps
       const r = (s.lambda - vp(sigmas[i - 1]).lambda) / h;
       next = next.add(x0.sub(prev).mul(1 / r).mul(0.5 * c));
     }
-    x = next.add(noise.mul(t.sigmaT * Math.sqrt(1 - Math.exp(-2 * h))));
+    x = keep(walk, next.add(noise.mul(t.sigmaT * Math.sqrt(1 - Math.exp(-2 * h)))), i + 1);
     prev = x0;
   }
   return x;
@@ -325,9 +398,12 @@ export async function dpmpp2mSde(model: Denoiser, x: Tensor, { sigmas, timesteps
 
 /**
  * UniPC (Zhao et al. 2023, arXiv:2302.04867): UniP-2 predictor and UniC corrector, B(h) = e^h − 1
- * ("bh2"), data prediction; orders warm up from 1 and drop to 1 on the last step.
+ * ("bh2"), data prediction; orders warm up from 1 and drop to 1 on the last step. Inpainting keeps
+ * the unmasked latents after each predictor step; as in diffusers, the corrector then recomputes x
+ * from the previous input, so the kept latents reach the result through the model's output only.
  */
-export async function unipc(model: Denoiser, x: Tensor, { sigmas, timesteps, from }: Walk): Promise<Tensor> {
+export async function unipc(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from } = walk;
   const n = timesteps.length;
   const ms: Tensor[] = []; // data predictions of the last two steps, newest last
   let last: Tensor | undefined; // the predictor's input of the previous step
@@ -339,7 +415,7 @@ export async function unipc(model: Denoiser, x: Tensor, { sigmas, timesteps, fro
     ms.splice(0, ms.length - 2);
     order = Math.min(2, n - i, i - from + 1);
     last = x;
-    x = uniP(x, ms, sigmas, i, order);
+    x = keep(walk, uniP(x, ms, sigmas, i, order), i + 1);
   }
   return x;
 }

@@ -1,9 +1,38 @@
-// Noise schedules of SD 1.x, built as diffusers builds them: the training ᾱ_t, and for each family
-// of samplers the timesteps the model sees with their noise levels σ. Plain functions over float64
-// numbers; values diffusers stores as float32 are rounded to float32 (Math.fround) at the same points.
+// Noise schedules of SD, built as diffusers builds them: the training ᾱ_t (optionally rescaled to
+// zero terminal SNR), and for each family of samplers the timesteps the model sees with their noise
+// levels σ. Plain functions over float64 numbers; values diffusers stores as float32 are rounded to
+// float32 (Math.fround) at the same points.
 import { roundHalfEven } from '../util/round';
 
 export type ScheduleName = 'default' | 'karras';
+
+/**
+ * How inference timesteps are spread over the 1000 training steps (diffusers' `timestep_spacing`,
+ * Lin et al. 2023, arXiv:2305.08891, Table 2): 'linspace' evenly from 999 down to 0; 'leading'
+ * k·⌊1000/n⌋ + steps_offset (1); 'trailing' round(1000 − k·1000/n) − 1, which starts at 999.
+ */
+export type TimestepSpacing = 'leading' | 'linspace' | 'trailing';
+export const TIMESTEP_SPACINGS: readonly TimestepSpacing[] = ['leading', 'linspace', 'trailing'];
+
+export const TRAIN_STEPS = 1000;
+/** SD's scheduler config: steps_offset 1 (the 'leading' timesteps start at 1). */
+const STEPS_OFFSET = 1;
+const f32 = Math.fround;
+
+/**
+ * The training noise schedule a diffusers scheduler class holds: ᾱ_t for t = 0..999 and
+ * σ_t = √((1 − ᾱ_t)/ᾱ_t), float32 values. With zero terminal SNR, ᾱ_999 is 0 (σ_999 = ∞) for
+ * DDIM and DDPM; the σ-based classes (Euler, Euler a, DPM-Solver, UniPC) store 2^-24 there instead,
+ * "close to 0 without being 0 so first sigma is not inf" (σ_999 ≈ 4096).
+ */
+export interface NoiseSchedule {
+  readonly alphasCumprod: readonly number[];
+  readonly sigmas: readonly number[];
+  /** log σ_t (float32), for σ → t interpolation. */
+  readonly logSigmas: readonly number[];
+  /** Whether the betas were rescaled to zero terminal SNR. */
+  readonly zeroTerminalSnr: boolean;
+}
 
 /** What a sampler walks: model timesteps t_i with noise levels σ_i (σ = √((1 − ᾱ)/ᾱ)). */
 export interface Schedule {
@@ -13,36 +42,75 @@ export interface Schedule {
   timesteps: number[];
   /** σ of each step, then the final σ (0): one more than timesteps. */
   sigmas: number[];
+  /** The VE samplers' starting noise scale (diffusers' init_noise_sigma): σ_0, or √(σ_0² + 1) with 'leading'. */
+  initSigma: number;
+  /** The training schedule the timesteps index. */
+  train: NoiseSchedule;
   /** The model timestep for a σ between two steps (DPM2's midpoints), as this schedule computes it. */
   sigmaToT(sigma: number): number;
 }
 
-export const TRAIN_STEPS = 1000;
-const f32 = Math.fround;
-
-/** ᾱ_t, t = 0..999, of SD's "scaled_linear" betas: torch.linspace(√0.00085, √0.012, 1000) ** 2 in float32. */
-export const alphasCumprod: readonly number[] = (() => {
+/** SD's "scaled_linear" betas: torch.linspace(√0.00085, √0.012, 1000) ** 2 in float32. */
+export function scaledLinearBetas(): number[] {
   const n = TRAIN_STEPS;
   const start = f32(Math.sqrt(0.00085));
   const end = f32(Math.sqrt(0.012));
   const step = f32(f32(end - start) / (n - 1));
-  const out: number[] = [];
-  let prod = 1; // torch's cumprod accumulates in double
-  for (let i = 0; i < n; i++) {
-    // torch's CPU linspace: from the start for the first half, from the end for the second (fused multiply-add)
+  // torch's CPU linspace: from the start for the first half, from the end for the second (fused multiply-add)
+  return Array.from({ length: n }, (_, i) => {
     const sqrtBeta = f32(i < n / 2 ? start + step * i : end - step * (n - 1 - i));
-    prod *= f32(1 - f32(sqrtBeta * sqrtBeta));
-    out.push(f32(prod));
+    return f32(sqrtBeta * sqrtBeta);
+  });
+}
+
+/**
+ * diffusers' rescale_zero_terminal_snr (Lin et al. 2023, arXiv:2305.08891, Algorithm 1), in
+ * float32: √ᾱ shifted so that its last value is 0 and scaled so that its first is unchanged; the
+ * betas are recovered from the new ᾱ (the last beta becomes 1). `sqrt` is the float32 square root
+ * (correctly rounded by default; torch's vectorized one is off by an ulp for some inputs, which
+ * moves some rescaled ᾱ by up to 4·10⁻⁶ relative, near t = 999 where ᾱ is tiny).
+ */
+export function rescaleZeroTerminalSnr(betas: readonly number[], sqrt: (x: number) => number = (x) => f32(Math.sqrt(x))): number[] {
+  const sqrtAbar = cumprod(betas.map((b) => f32(1 - b))).map(sqrt);
+  const first = sqrtAbar[0];
+  const last = sqrtAbar[sqrtAbar.length - 1];
+  const scale = f32(first / f32(first - last));
+  const abar = sqrtAbar.map((s) => {
+    const shifted = f32(f32(s - last) * scale);
+    return f32(shifted * shifted);
+  });
+  return abar.map((a, i) => f32(1 - (i === 0 ? a : f32(a / abar[i - 1]))));
+}
+
+/** torch.cumprod over float32 values: float32 results of a double accumulation, as torch's CPU kernel. */
+function cumprod(values: readonly number[]): number[] {
+  let prod = 1;
+  return values.map((v) => f32((prod *= v)));
+}
+
+const tables = new Map<string, NoiseSchedule>();
+
+/**
+ * The training schedule of SD's scheduler config, made once per variant. `clampTerminal`: the
+ * σ-based classes' 2^-24 for the last ᾱ when it is 0 (zero terminal SNR only).
+ */
+export function noiseSchedule(zeroTerminalSnr = false, clampTerminal = false): NoiseSchedule {
+  const key = `${zeroTerminalSnr}/${zeroTerminalSnr && clampTerminal}`;
+  let table = tables.get(key);
+  if (!table) {
+    const betas = zeroTerminalSnr ? rescaleZeroTerminalSnr(scaledLinearBetas()) : scaledLinearBetas();
+    const alphasCumprod = cumprod(betas.map((b) => f32(1 - b)));
+    if (zeroTerminalSnr && clampTerminal) alphasCumprod[TRAIN_STEPS - 1] = 2 ** -24;
+    const sigmas = alphasCumprod.map((a) => f32(Math.sqrt(f32(f32(1 - a) / a))));
+    table = Object.freeze({ alphasCumprod: Object.freeze(alphasCumprod), sigmas: Object.freeze(sigmas), logSigmas: Object.freeze(sigmas.map((s) => f32(Math.log(s)))), zeroTerminalSnr });
+    tables.set(key, table);
   }
-  return out;
-})();
+  return table;
+}
 
-/** σ_t of the training schedule (float32, as diffusers computes it from ᾱ_t). */
-export const trainSigmas: readonly number[] = alphasCumprod.map((a) => f32(Math.sqrt(f32(f32(1 - a) / a))));
-const logSigmas = trainSigmas.map((s) => f32(Math.log(s)));
-
-/** The fractional timestep of σ: linear interpolation in log σ between the two training steps around it. */
-export function sigmaToT(sigma: number): number {
+/** The fractional timestep of σ: linear interpolation in log σ between the two training steps around it (diffusers' _sigma_to_t). */
+export function sigmaToT(sigma: number, train: NoiseSchedule = noiseSchedule()): number {
+  const logSigmas = train.logSigmas;
   const logSigma = Math.log(Math.max(sigma, 1e-10));
   let low = 0;
   while (low + 1 < logSigmas.length && logSigmas[low + 1] <= logSigma) low++;
@@ -51,18 +119,44 @@ export function sigmaToT(sigma: number): number {
   return (1 - w) * low + w * (low + 1);
 }
 
-/** σ at a fractional timestep: linear interpolation of the training σ (numpy.interp). */
-export function sigmaAt(t: number): number {
-  const j = Math.min(Math.floor(t), TRAIN_STEPS - 1);
-  if (j === t) return trainSigmas[j];
-  return (trainSigmas[j + 1] - trainSigmas[j]) * (t - j) + trainSigmas[j];
+/** σ at a fractional timestep: linear interpolation of the training σ (numpy.interp, clamped at the ends). */
+export function sigmaAt(t: number, train: NoiseSchedule): number {
+  const s = train.sigmas;
+  if (t <= 0) return s[0];
+  if (t >= TRAIN_STEPS - 1) return s[TRAIN_STEPS - 1];
+  const j = Math.floor(t);
+  if (j === t) return s[j];
+  return (s[j + 1] - s[j]) * (t - j) + s[j];
 }
 
-/** numpy's round: halves to even. */
 /** numpy.linspace(start, stop, n) in float64. */
 function linspace(start: number, stop: number, n: number): number[] {
   const step = (stop - start) / (n - 1);
   return Array.from({ length: n }, (_, i) => (n > 1 && i === n - 1 ? stop : i * (n > 1 ? step : 0) + start));
+}
+
+/**
+ * numpy.arange(start, stop, step) for floats: ⌈(stop − start)/step⌉ values start + i·δ, with
+ * δ = (start + step) − start as numpy's fill computes it.
+ */
+function arange(start: number, stop: number, step: number): number[] {
+  const length = Math.max(Math.ceil((stop - start) / step), 0);
+  const delta = start + step - start;
+  return Array.from({ length }, (_, i) => start + i * delta);
+}
+
+/**
+ * Descending timesteps of `spacing` as diffusers' set_timesteps computes them (before any cast):
+ * linspace(0, 999, n) (by `points` = n or n + 1 for the multistep classes, which drop the last);
+ * leading (arange(points)·⌊1000/points⌋).round() + 1; trailing arange(1000, 0, −1000/n).round() − 1.
+ */
+function spacedTimesteps(spacing: TimestepSpacing, steps: number, points = steps): number[] {
+  if (spacing === 'linspace') return linspace(0, TRAIN_STEPS - 1, points).reverse();
+  if (spacing === 'leading') {
+    const ratio = Math.floor(TRAIN_STEPS / points);
+    return Array.from({ length: points }, (_, k) => (points - 1 - k) * ratio + STEPS_OFFSET);
+  }
+  return arange(TRAIN_STEPS, 0, -TRAIN_STEPS / steps).map((t) => roundHalfEven(t) - 1);
 }
 
 /** Karras et al. 2022 (eq. 5): σ_i = (σ_max^(1/ρ) + i/(n−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, ρ = 7. */
@@ -73,55 +167,68 @@ export function karrasSigmas(n: number, sigmaMin: number, sigmaMax: number, rho 
 }
 
 /** Karras σ from sigmaMax down to sigmaMin, with the timesteps the model sees for them. */
-function karras(steps: number, sigmaMin: number, sigmaMax: number, timestep: (t: number) => number): Schedule {
+function karras(train: NoiseSchedule, steps: number, sigmaMin: number, sigmaMax: number, timestep: (t: number) => number): Omit<Schedule, 'initSigma'> {
   const sigmas = karrasSigmas(steps, sigmaMin, sigmaMax);
-  return {
-    steps,
-    timesteps: sigmas.map((s) => timestep(sigmaToT(s))),
-    sigmas: [...sigmas.map(f32), 0],
-    sigmaToT,
-  };
+  const toT = (s: number) => sigmaToT(s, train);
+  return { steps, timesteps: sigmas.map((s) => timestep(toT(s))), sigmas: [...sigmas.map(f32), 0], train, sigmaToT: toT };
 }
 
 /**
- * The k-diffusion family (Euler, Euler a, Heun, LMS, DPM2, DPM2 a; timestep_spacing "linspace"):
- * default: float32 timesteps from 999 down to 0, σ interpolated; karras: Karras σ with fractional
- * timesteps (float32), which KDPM2's schedulers round to integers (`roundKarras`).
+ * The k-diffusion family (Euler, Euler a, Heun, LMS, DPM2, DPM2 a; diffusers' default spacing
+ * "linspace"): float32 timesteps of `spacing`, σ interpolated; karras: Karras σ between the first
+ * and last of those σ, with fractional timesteps (float32), which KDPM2's schedulers round to
+ * integers (`roundKarras`). The starting noise scale is √(σ_0² + 1) with 'leading' (diffusers'
+ * init_noise_sigma), σ_0 otherwise.
  */
-export function kdiffusionSchedule(steps: number, schedule: ScheduleName, roundKarras = false): Schedule {
-  const timesteps = linspace(0, TRAIN_STEPS - 1, steps).map(f32).reverse();
-  const sigmas = timesteps.map(sigmaAt);
-  // Karras σ span the default σ of the first and last step (both σ_0 for a single step)
-  if (schedule === 'karras') return karras(steps, sigmas[steps - 1], sigmas[0], roundKarras ? roundHalfEven : f32);
-  return { steps, timesteps, sigmas: [...sigmas.map(f32), 0], sigmaToT: (s) => f32(sigmaToT(s)) };
+export function kdiffusionSchedule(train: NoiseSchedule, steps: number, schedule: ScheduleName, spacing: TimestepSpacing = 'linspace', roundKarras = false): Schedule {
+  const timesteps = spacedTimesteps(spacing, steps).map(f32);
+  const sigmas = timesteps.map((t) => sigmaAt(t, train));
+  // Karras σ span the σ of the first and last step (both σ_0 for a single step)
+  const walk: Omit<Schedule, 'initSigma'> =
+    schedule === 'karras'
+      ? karras(train, steps, sigmas[sigmas.length - 1], sigmas[0], roundKarras ? roundHalfEven : f32)
+      : { steps, timesteps, sigmas: [...sigmas.map(f32), 0], train, sigmaToT: (s) => f32(sigmaToT(s, train)) };
+  const max = walk.sigmas[0];
+  return { ...walk, initSigma: spacing === 'leading' ? f32(Math.sqrt(f32(f32(max * max) + 1))) : max };
 }
 
 /**
- * DPM-Solver and UniPC (timestep_spacing "linspace" over steps + 1 points): default: integer
- * timesteps round(linspace(0, 999, steps + 1)) from the top, without 0; karras: Karras σ, timesteps rounded.
+ * DPM-Solver and UniPC (diffusers' default spacing "linspace", over steps + 1 points of which the
+ * last is dropped; 'leading' likewise): integer timesteps from the top; karras: Karras σ over the
+ * whole training range (spacing plays no part), timesteps rounded.
  */
-export function multistepSchedule(steps: number, schedule: ScheduleName): Schedule {
-  if (schedule === 'karras') return karras(steps, trainSigmas[0], trainSigmas[TRAIN_STEPS - 1], roundHalfEven);
-  const timesteps = linspace(0, TRAIN_STEPS - 1, steps + 1).map(roundHalfEven).reverse().slice(0, steps);
-  return { steps, timesteps, sigmas: [...timesteps.map((t) => trainSigmas[t]), 0], sigmaToT };
+export function multistepSchedule(train: NoiseSchedule, steps: number, schedule: ScheduleName, spacing: TimestepSpacing = 'linspace'): Schedule {
+  if (schedule === 'karras') return { ...karras(train, steps, train.sigmas[0], train.sigmas[TRAIN_STEPS - 1], roundHalfEven), initSigma: 1 };
+  const timesteps = spacing === 'trailing' ? spacedTimesteps(spacing, steps) : spacedTimesteps(spacing, steps, steps + 1).slice(0, steps).map(roundHalfEven);
+  return discrete(train, steps, timesteps);
 }
 
-/** DDPM and DDIM (timestep_spacing "leading", steps_offset 1): t = k·⌊1000/steps⌋ + 1, from the top. */
-export function leadingSchedule(steps: number): Schedule {
-  const stride = Math.floor(TRAIN_STEPS / steps);
-  const timesteps = Array.from({ length: steps }, (_, k) => (steps - 1 - k) * stride + 1);
-  return discrete(steps, timesteps);
+/** DDPM and DDIM (diffusers' default spacing "leading", steps_offset 1): integer timesteps from the top. */
+export function ddimSchedule(train: NoiseSchedule, steps: number, spacing: TimestepSpacing = 'leading'): Schedule {
+  return discrete(train, steps, spacedTimesteps(spacing, steps).map(roundHalfEven));
 }
 
-/** PLMS (PNDM with skip_prk_steps): the leading timesteps with the second one repeated. */
-export function plmsSchedule(steps: number): Schedule {
-  const leading = leadingSchedule(steps).timesteps;
-  return discrete(steps, steps > 1 ? [leading[0], ...leading.slice(1, 2), ...leading.slice(1)] : leading);
+/** PLMS (PNDM with skip_prk_steps; default spacing "leading"): the timesteps with the second one repeated. */
+export function plmsSchedule(train: NoiseSchedule, steps: number, spacing: TimestepSpacing = 'leading'): Schedule {
+  const ts = ddimSchedule(train, steps, spacing).timesteps;
+  return discrete(train, steps, steps > 1 ? [ts[0], ts[1], ...ts.slice(1)] : ts);
 }
 
-function discrete(steps: number, timesteps: number[]): Schedule {
-  if (timesteps[0] >= TRAIN_STEPS) {
-    throw new RangeError(`${steps} steps need timestep ${timesteps[0]}, past the last trained one (${TRAIN_STEPS - 1}): use at most ${TRAIN_STEPS - 1} steps`);
+function discrete(train: NoiseSchedule, steps: number, timesteps: number[]): Schedule {
+  return { steps, timesteps, sigmas: [...timesteps.map((t) => train.sigmas[t] ?? NaN), 0], initSigma: 1, train, sigmaToT: (s) => sigmaToT(s, train) };
+}
+
+/**
+ * Why a schedule cannot be walked as diffusers walks it, or undefined: a timestep past the last
+ * trained one (too many 'leading' steps), or numpy's float arange giving 'trailing' one timestep
+ * too many (the last one −1) for some step counts.
+ */
+export function scheduleProblem(s: Schedule, spacing: TimestepSpacing): string | undefined {
+  const top = Math.max(...s.timesteps);
+  if (top > TRAIN_STEPS - 1) return `${s.steps} steps need timestep ${top}, past the last trained one (${TRAIN_STEPS - 1}): use at most ${TRAIN_STEPS - 1} steps`;
+  if (spacing === 'trailing' && s.timesteps.some((t) => t < 0)) {
+    const near = [s.steps - 1, s.steps + 1].filter((n) => n >= 1);
+    return `'trailing' spacing with ${s.steps} steps gives an extra timestep of −1 in diffusers (numpy's float arange rounding): use ${near.join(' or ')} steps, or another spacing`;
   }
-  return { steps, timesteps, sigmas: [...timesteps.map((t) => trainSigmas[t]), 0], sigmaToT };
+  return undefined;
 }

@@ -15,12 +15,13 @@ export interface RunnerOptions {
   name?: string;
 }
 
-/** Inpainting options of generate() (the inpainting work adds them to GenerateOptions). */
-interface InpaintOptions {
-  mask?: Buffer;
-  maskBlur?: number;
-  inpaintArea?: 'whole' | 'masked';
-  inpaintPadding?: number;
+/**
+ * generate()'s inpainting options of a job with a mask (A1111's defaults: blur 4, "Only masked",
+ * padding 0; the padding belongs to "Only masked" alone, as generate() requires).
+ */
+function inpaintOptions(spec: JobSpec & { mask: string }): Pick<GenerateOptions, 'mask' | 'maskBlur' | 'inpaintArea' | 'inpaintPadding'> {
+  const area = spec.inpaintArea ?? 'masked';
+  return { mask: Buffer.from(spec.mask, 'base64'), maskBlur: spec.maskBlur ?? 4, inpaintArea: area, ...(area === 'masked' ? { inpaintPadding: spec.inpaintPadding ?? 0 } : {}) };
 }
 
 export class Runner {
@@ -41,7 +42,7 @@ export class Runner {
     if (this.pipe && this.loaded?.file === ckpt.filename && this.loaded.vae === vaeFile) return this.pipe;
     this.pipe?.dispose();
     this.pipe = undefined;
-    const load = { device: this.options.device ?? 'auto', ...(this.options.dtype ? { dtype: this.options.dtype } : {}), ...(vaeFile ? { vae: vaeFile } : {}) } as LoadOptions;
+    const load: LoadOptions = { device: this.options.device ?? 'auto', ...(this.options.dtype ? { dtype: this.options.dtype } : {}), ...(vaeFile ? { vae: vaeFile } : {}) };
     this.pipe = await loadPipeline(ckpt.filename, load);
     this.loaded = { file: ckpt.filename, ...(vaeFile ? { vae: vaeFile } : {}) };
     return this.pipe;
@@ -91,7 +92,7 @@ export class Runner {
     return out;
   }
 
-  private generateOptions(spec: JobSpec, part: { image?: Buffer; batchSize: number }, seed: number, signal: AbortSignal, onProgress: (p: Progress) => void): GenerateOptions & InpaintOptions {
+  private generateOptions(spec: JobSpec, part: { image?: Buffer; batchSize: number }, seed: number, signal: AbortSignal, onProgress: (p: Progress) => void): GenerateOptions {
     const dirs = this.store.dirs;
     return {
       prompt: spec.prompt,
@@ -109,7 +110,7 @@ export class Runner {
       ...(dirs.lora ? { loraDirs: [dirs.lora] } : {}),
       ...(dirs.embeddings ? { embeddingDirs: [dirs.embeddings] } : {}),
       ...(part.image ? { image: part.image, strength: spec.strength ?? 0.75 } : {}),
-      ...(spec.mask ? { mask: Buffer.from(spec.mask, 'base64'), maskBlur: spec.maskBlur ?? 4, inpaintArea: spec.inpaintArea ?? 'masked', inpaintPadding: spec.inpaintPadding ?? 0 } : {}),
+      ...(spec.mask ? inpaintOptions({ ...spec, mask: spec.mask }) : {}),
       ...(spec.hires ? { hires: spec.hires } : {}),
     };
   }

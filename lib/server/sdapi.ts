@@ -334,12 +334,13 @@ export async function toJob(kind: 'txt2img' | 'img2img', r: SdRequest, ctx: Edge
   return spec;
 }
 
-/** The library's own check of the options the job will run with (bounds, sampler × steps × strength). */
+/** The library's own check of the options the job will run with (bounds, sampler × steps × strength, inpainting). */
 function checkWithLibrary(spec: JobSpec): void {
   const o: GenerateOptions = {
     prompt: spec.prompt, negativePrompt: spec.negativePrompt, steps: spec.steps, cfgScale: spec.cfgScale, sampler: spec.sampler,
     seed: spec.seed, width: spec.width, height: spec.height, batchSize: spec.batchSize, clipSkip: spec.clipSkip,
     ...(spec.initImages ? { image: Buffer.alloc(0), strength: spec.strength } : {}),
+    ...(spec.mask ? { mask: Buffer.alloc(0), maskBlur: spec.maskBlur, inpaintArea: spec.inpaintArea, ...(spec.inpaintArea === 'masked' ? { inpaintPadding: spec.inpaintPadding } : {}) } : {}),
   };
   try {
     resolveOptions(o);

@@ -116,12 +116,12 @@ export class CLIPTokenizer {
     return new CLIPTokenizer(merges);
   }
 
-  /** One row per text: BOS, up to maxLength-2 tokens, EOS, then padding to maxLength. */
-  encodeIds(texts: string[], maxLength = 77): number[][] {
+  /** One row per text: BOS, up to maxLength-2 tokens, EOS, then `padId` (default EOS) to maxLength. */
+  encodeIds(texts: string[], maxLength = 77, padId = this.padId): number[][] {
     if (!Number.isInteger(maxLength) || maxLength < 2) throw new RangeError(`maxLength must be an integer >= 2`);
     return texts.map((text) => {
       const row = [this.bosId, ...this.tokenize(text).slice(0, maxLength - 2), this.eosId];
-      while (row.length < maxLength) row.push(this.padId);
+      while (row.length < maxLength) row.push(padId);
       return row;
     });
   }

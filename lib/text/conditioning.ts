@@ -135,6 +135,17 @@ export function tokenizeLine(line: string, tokenizer: CLIPTokenizer, db: Embeddi
 export interface EncodeOptions extends ChunkOptions {
   /** A1111's "Clip skip": 1 = the last layer, 2 = the penultimate (+ final layer norm). */
   clipSkip: number;
+  /** The text encoder's pad token: after a chunk's first end token every position holds it (default: the end token, SD 1.x; 0 for SD 2). */
+  padToken?: number;
+}
+
+/**
+ * A chunk's ids as the encoder takes them: A1111's process_tokens for encoders whose pad token is
+ * not the end token (SD 2's OpenCLIP): every position after the first end token holds the pad token.
+ */
+function padAfterEnd(tokens: number[], end: number, pad: number): number[] {
+  const at = tokens.indexOf(end);
+  return pad === end || at < 0 ? tokens : tokens.map((t, i) => (i > at ? pad : t));
 }
 
 export interface Encoded {
@@ -160,7 +171,8 @@ export async function encodeTexts(texts: string[], encoder: TextEncoder, tokeniz
   for (let i = 0; i < count; i++) {
     const batch = lines.map((l) => l.chunks[i] ?? empty());
     const width = CHUNK_LENGTH + 2;
-    const ids = Tensor.from(BigInt64Array.from(batch.flatMap((c) => c.tokens), (v) => BigInt(v)), [batch.length, width], 'int64');
+    const pad = opts.padToken ?? tokenizer.eosId;
+    const ids = Tensor.from(BigInt64Array.from(batch.flatMap((c) => padAfterEnd(c.tokens, tokenizer.eosId, pad)), (v) => BigInt(v)), [batch.length, width], 'int64');
     const index: bigint[] = [];
     const vectors: Tensor[] = [];
     batch.forEach((c, b) =>

@@ -59,11 +59,15 @@ Model ModelWrap::live(Napi::Env env) {
 Napi::Value ModelWrap::Load(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, "loadModel");
-    std::string path = a.string("path");
-    at::Device device = a.device("device");
-    at::ScalarType dtype = a.dtype("dtype");
+    LoadRequest request;
+    request.path = a.string("path");
+    request.vae = a.string("vae", "");
+    request.prediction = a.string("prediction", "");
+    if (!request.prediction.empty()) prediction_name(request.prediction);  // refuse a bad spelling before reading the file
+    request.device = a.device("device");
+    request.dtype = a.dtype("dtype");
     return Task<Model>::run(
-        info.Env(), [=] { return load_stable_diffusion(load_tensor_file(path), path, device, dtype); },
+        info.Env(), [=] { return load_stable_diffusion(request); },
         [](Napi::Env env, Model& m) -> Napi::Value { return constructor_.New({Napi::External<Model>::New(env, &m)}); });
   });
 }
@@ -81,6 +85,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   out.Set("textEncoderDevice", m->clip->parameters().front().device().str());
   out.Set("vaeDevice", m->vae->parameters().front().device().str());
   out.Set("vaeDtype", dtype_string(m->vae->parameters().front().scalar_type()));
+  out.Set("vae", m->vae_path.empty() ? env.Null() : Napi::String::New(env, m->vae_path));
   auto family = Napi::Object::New(env);
   family.Set("name", f.name);
   family.Set("label", f.label);
@@ -96,6 +101,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   encoder.Set("maxTokens", double(f.clip.positions));
   encoder.Set("vocab", double(f.clip.vocab));
   encoder.Set("layers", double(f.clip.layers));
+  encoder.Set("padToken", double(f.clip.pad_token));
   auto encoders = Napi::Array::New(env, 1);
   encoders.Set(0u, encoder);
   family.Set("textEncoders", encoders);

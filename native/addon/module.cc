@@ -11,6 +11,8 @@
 #include "addon/tensor.h"
 #include "addon/threads.h"
 #include "io/safetensors.h"
+#include "models/keys.h"
+#include "models/sources.h"
 #include "models/stable_diffusion.h"
 
 namespace sdtorch::addon {
@@ -19,13 +21,18 @@ namespace {
 using Tensors = std::shared_ptr<TensorFile>;
 
 // Reads the file named by options.path on a worker thread, then turns it into JS with `done`.
-Napi::Value with_file(const Napi::CallbackInfo& info, const char* call, Task<Tensors>::Done done) {
+// model: a diffusers folder is read too, under LDM names (models/sources.h).
+Napi::Value with_file(const Napi::CallbackInfo& info, const char* call, Task<Tensors>::Done done, bool model = false) {
   return guard(info, [&]() -> Napi::Value {
     Args a(info, call);
     std::string path = a.string("path");
     bool header_only = a.boolean("headerOnly", false);
     return Task<Tensors>::run(
-        info.Env(), [path, header_only] { return std::make_shared<TensorFile>(load_tensor_file(path, header_only)); }, std::move(done));
+        info.Env(),
+        [path, header_only, model] {
+          return std::make_shared<TensorFile>(model ? read_model(path) : load_tensor_file(path, header_only));
+        },
+        std::move(done));
   });
 }
 
@@ -70,11 +77,13 @@ Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
   });
 }
 
-// inspectFile({ path }): what a checkpoint holds, without building any network: format, family,
-// and each tensor's dtype/shape.
+// inspectFile({ path }): what a checkpoint (file or diffusers folder) holds, without building any
+// network: format, kind, the preset it loads as with its prediction, and each tensor's dtype/size.
 Napi::Value InspectFile(const Napi::CallbackInfo& info) {
+  const std::string path = info.Length() && info[0].IsObject() && info[0].As<Napi::Object>().Get("path").IsString()
+                               ? info[0].As<Napi::Object>().Get("path").As<Napi::String>().Utf8Value() : "";
   return with_file(info, "inspectFile",
-        [](Napi::Env env, Tensors& f) -> Napi::Value {
+        [path](Napi::Env env, Tensors& f) -> Napi::Value {
           auto out = Napi::Object::New(env);
           auto entries = Napi::Array::New(env, f->tensors.size());
           for (size_t i = 0; i < f->tensors.size(); ++i) {
@@ -88,9 +97,20 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
           }
           out.Set("format", f->format);
           out.Set("family", checkpoint_kind(*f));
+          // The preset row and prediction loading would pick (null for what sdtorch does not load).
+          out.Set("preset", env.Null());
+          out.Set("prediction", env.Null());
+          try {
+            const Family fam = detect_family(with_canonical_keys(*f, path), path);
+            out.Set("preset", fam.name);
+            out.Set("label", fam.label);
+            out.Set("prediction", fam.prediction);
+            out.Set("defaultSize", double(fam.default_size));
+          } catch (const std::exception&) {
+          }
           out.Set("tensors", entries);
           return out;
-        });
+        }, /*model=*/true);
 }
 
 Napi::Value PresetManifest(const Napi::CallbackInfo& info) {
@@ -143,6 +163,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                                     "), or rebuild against this one: npx sdtorch build");
   }
   pin_thread_counts();
+  // float32 means float32 on CUDA too: no TF32 convolutions (libtorch's default allows them), so a
+  // GPU run in fp32 gives the CPU's image; fp16/bf16 are the fast paths.
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setAllowTF32CuBLAS(false);
   TensorWrap::Init(env, exports);
   GeneratorWrap::Init(env, exports);
   ModelWrap::Init(env, exports);

@@ -97,7 +97,11 @@ TensorFile read_ckpt(const std::shared_ptr<MappedFile>& file) {
   bool is_dict = false;
   try {
     pickle::unpickle(file->data + pkl->second.offset, pkl->second.size, load_storage, [&](const pickle::Ref& root) {
-      if ((is_dict = root->kind == pickle::Value::Dict)) flatten(weights_of(root), out);
+      if (!(is_dict = root->kind == pickle::Value::Dict)) return;
+      flatten(weights_of(root), out);
+      // Lightning's training step: diffusers tells SD 2.x 512 (875000) from 768-v by it.
+      for (const auto& [k, v] : str_items(root))
+        if (k == "global_step" && v->kind == pickle::Value::Int) out.metadata["global_step"] = std::to_string(v->i);
     });
   } catch (const std::exception& e) {
     std::string msg = e.what();

@@ -26,6 +26,12 @@ void release_pages(const at::Tensor& view) {
   if (first < last) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
+std::string shape_str(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
 [[noreturn]] void damaged(const std::string& path, const std::string& why) {
   throw std::runtime_error("'" + path + "' is damaged: " + why + ". Download or copy it again.");
 }

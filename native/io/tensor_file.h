@@ -16,7 +16,7 @@ namespace sdtorch {
 // Tensors in file order. CPU tensors that may alias the mapped file (read-only view semantics).
 struct TensorFile {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
-  std::map<std::string, std::string> metadata;  // safetensors __metadata__
+  std::map<std::string, std::string> metadata;  // safetensors __metadata__; a .ckpt's global_step
   std::string format;                          // "safetensors" | "ckpt"
 };
 
@@ -31,6 +31,9 @@ at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at:
 // from the file again when next touched, so contents stay and only resident memory goes. Pages the
 // view shares with a neighbour are kept.
 void release_pages(const at::Tensor& view);
+
+// "[2, 4, 64, 64]", for messages.
+std::string shape_str(at::IntArrayRef shape);
 
 [[noreturn]] void damaged(const std::string& path, const std::string& why);
 

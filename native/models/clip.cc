@@ -17,20 +17,21 @@ at::Tensor ClipAttentionImpl::forward(const at::Tensor& x) {
   return out_proj(attention(q_proj(x), k_proj(x), v_proj(x), heads, /*causal=*/true));
 }
 
-ClipMlpImpl::ClipMlpImpl(int64_t width, int64_t hidden) {
+ClipMlpImpl::ClipMlpImpl(int64_t width, int64_t hidden, bool quick_gelu) : quick_gelu(quick_gelu) {
   fc1 = register_module("fc1", Linear(width, hidden));
   fc2 = register_module("fc2", Linear(hidden, width));
 }
 
 at::Tensor ClipMlpImpl::forward(const at::Tensor& x) {
   auto h = fc1(x);
-  return fc2(h * at::sigmoid(1.702 * h));  // quick GELU, as CLIP was trained
+  // quick GELU, as OpenAI's CLIP was trained; OpenCLIP's ViT-H uses nn.GELU (erf)
+  return fc2(quick_gelu ? h * at::sigmoid(1.702 * h) : at::gelu(h));
 }
 
 ClipLayerImpl::ClipLayerImpl(const ClipConfig& c) {
   self_attn = register_module("self_attn", ClipAttention(c.width, c.heads));
   layer_norm1 = register_module("layer_norm1", layer_norm(c.width));
-  mlp = register_module("mlp", ClipMlp(c.width, c.mlp));
+  mlp = register_module("mlp", ClipMlp(c.width, c.mlp, c.quick_gelu));
   layer_norm2 = register_module("layer_norm2", layer_norm(c.width));
 }
 

@@ -1,5 +1,6 @@
-// CLIP ViT-L/14 text encoder (SD 1.x conditioning). Names mirror
-// `cond_stage_model.transformer.text_model.*`.
+// The CLIP text encoder: ViT-L/14 (SD 1.x) and OpenCLIP ViT-H/14 (SD 2.x, same transformer with
+// exact GELU). Names mirror transformers' `cond_stage_model.transformer.text_model.*`; OpenCLIP's
+// `cond_stage_model.model.*` keys load under them (models/keys.h).
 #pragma once
 #include "models/family.h"
 #include "models/layers.h"
@@ -15,9 +16,10 @@ struct ClipAttentionImpl : nn::Module {
 TORCH_MODULE(ClipAttention);
 
 struct ClipMlpImpl : nn::Module {
-  ClipMlpImpl(int64_t width, int64_t hidden);
-  at::Tensor forward(const at::Tensor& x);  // fc2(quick_gelu(fc1(x)))
+  ClipMlpImpl(int64_t width, int64_t hidden, bool quick_gelu);
+  at::Tensor forward(const at::Tensor& x);  // fc2(act(fc1(x))), act = quick GELU or GELU
   Linear fc1{nullptr}, fc2{nullptr};
+  bool quick_gelu;
 };
 TORCH_MODULE(ClipMlp);
 

@@ -18,11 +18,47 @@ Family sd1() {
   return f;
 }
 
+Family inpainting(Family f) {
+  f.name += "-inpaint";
+  f.label += " inpainting";
+  f.unet.in = 9;  // latents + mask + masked-image latents
+  return f;
+}
+
+// SD 2.x 512 base (epsilon); sd2-v is the 768 v-prediction model with the same networks.
+Family sd2() {
+  Family f;
+  f.name = "sd2";
+  f.label = "SD 2.x";
+  f.clip.width = 1024;
+  f.clip.heads = 16;
+  f.clip.mlp = 4096;
+  f.clip.layers = 23;
+  f.clip.quick_gelu = false;
+  f.clip.pad_token = 0;
+  f.unet.context = 1024;
+  f.unet.head_dim = 64;
+  f.unet.linear_proj = true;
+  return f;
+}
+
+Family sd2_v() {
+  Family f = sd2();
+  f.name = "sd2-v";
+  f.label = "SD 2.x 768-v";
+  f.prediction = "v";
+  f.default_size = 768;
+  return f;
+}
+
 Family tiny() {
   Family f = sd1();
   f.name = "tiny";
   f.label = "tiny test model (SD 1.x structure)";
-  f.clip = {49408, 77, 32, 2, 2, 64};
+  f.clip.width = 32;
+  f.clip.layers = 2;
+  f.clip.heads = 2;
+  f.clip.mlp = 64;
   f.vae.ch = 32;
   f.vae.mult = {1, 2};
   f.unet.ch = 32;
@@ -46,10 +82,23 @@ const at::Tensor* find(const TensorFile& f, const std::string& key) {
   return nullptr;
 }
 
+const at::Tensor* unet_tensor(const TensorFile& f, const std::string& name) { return find(f, std::string(kUNetPrefix) + name); }
+
+bool has_key_part(const TensorFile& f, const std::string& part) {
+  for (const auto& [k, t] : f.tensors)
+    if (k.find(part) != std::string::npos) return true;
+  return false;
+}
+
+std::string metadata(const TensorFile& f, const std::string& key) {
+  auto it = f.metadata.find(key);
+  return it == f.metadata.end() ? "" : it->second;
+}
+
 }  // namespace
 
 const std::vector<Family>& families() {
-  static const std::vector<Family> table = {sd1(), tiny()};
+  static const std::vector<Family> table = {sd1(), inpainting(sd1()), sd2(), sd2_v(), inpainting(sd2()), tiny(), inpainting(tiny())};
   return table;
 }
 
@@ -62,11 +111,21 @@ const Family& family(const std::string& name) {
 }
 
 std::string checkpoint_kind(const TensorFile& f) {
-  if (const at::Tensor* conv_in = find(f, std::string(kUNetPrefix) + "input_blocks.0.0.weight")) {
-    if (has_prefix(f, "conditioner.embedders.")) return "sdxl";
-    if (has_prefix(f, "cond_stage_model.model.")) return "sd2";
-    if (conv_in->dim() == 4 && conv_in->size(1) == 9) return "sd1-inpaint";
-    return "sd1";
+  // Families sdtorch does not load, by the blocks only they have (diffusers' CHECKPOINT_KEY_NAMES).
+  if (has_key_part(f, "joint_blocks.")) return "sd3";
+  if (has_key_part(f, "double_blocks.")) return "flux";
+  if (has_key_part(f, ".time_stack.") || has_key_part(f, ".time_mixer.")) return "video";
+  if (const at::Tensor* conv_in = unet_tensor(f, "input_blocks.0.0.weight")) {
+    const bool nine = conv_in->dim() == 4 && conv_in->size(1) == 9;
+    if (has_prefix(f, "conditioner.embedders.")) return nine ? "sdxl-inpaint" : "sdxl";
+    if (conv_in->dim() == 4 && conv_in->size(1) == 7) return "upscaler";  // x4 upscaler: latents + low-res image
+    // The cross-attention context width: 768 (CLIP ViT-L) or 1024 (OpenCLIP ViT-H), as diffusers tells v1 from v2.
+    // The text encoder's width says it too (fragments of files, and either layout of it).
+    const at::Tensor* to_k = unet_tensor(f, "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight");
+    const at::Tensor* q = find(f, std::string(kClipPrefix) + "encoder.layers.0.self_attn.q_proj.weight");
+    const bool v2 = (to_k && to_k->dim() == 2 && to_k->size(1) == 1024) || (q && q->dim() == 2 && q->size(1) == 1024) ||
+                    has_prefix(f, "cond_stage_model.model.");
+    return std::string(v2 ? "sd2" : "sd1") + (nine ? "-inpaint" : "");
   }
   if (has_prefix(f, "conditioner.embedders.")) return "sdxl";
   for (const auto& [k, t] : f.tensors)
@@ -78,19 +137,43 @@ std::string checkpoint_kind(const TensorFile& f) {
   return "unknown";
 }
 
-const Family& detect_family(const TensorFile& file, const std::string& path) {
+std::string prediction_name(const std::string& s) {
+  if (s == "epsilon" || s == "eps") return "epsilon";
+  if (s == "v" || s == "v_prediction" || s == "v-prediction") return "v";
+  throw std::invalid_argument("unknown prediction '" + s + "'; use 'epsilon' or 'v'");
+}
+
+Family detect_family(const TensorFile& file, const std::string& path) {
   const std::string kind = checkpoint_kind(file);
   const std::map<std::string, std::string> what = {
-      {"sdxl", "an SDXL checkpoint"}, {"sd2", "an SD 2.x checkpoint (OpenCLIP text encoder)"},
-      {"sd1-inpaint", "an SD 1.x inpainting checkpoint (9 input channels)"}, {"lora", "a LoRA"},
-      {"vae", "a VAE alone"}, {"unet", "a UNet alone (diffusers layout)"}, {"unknown", "not a Stable Diffusion checkpoint"}};
-  if (kind != "sd1")
-    throw std::runtime_error("'" + path + "' looks like " + what.at(kind) +
-                             "; sdtorch loads full SD 1.x single-file checkpoints (UNet, VAE and text encoder, "
-                             "e.g. v1-5-pruned-emaonly.safetensors)");
-  // SD 1.x and the tiny test preset share a structure; the UNet's width tells them apart.
-  const int64_t width = find(file, std::string(kUNetPrefix) + "input_blocks.0.0.weight")->size(0);
-  return family(width == family("tiny").unet.ch ? "tiny" : "sd15");
+      {"sdxl", "an SDXL checkpoint"}, {"sdxl-inpaint", "an SDXL inpainting checkpoint"},
+      {"sd3", "a Stable Diffusion 3 checkpoint (MMDiT)"}, {"flux", "a FLUX checkpoint"},
+      {"video", "a video model (Stable Video Diffusion: temporal layers)"}, {"upscaler", "the SD x4 upscaler (7 input channels)"},
+      {"lora", "a LoRA (load it with loras: or <lora:name:weight>)"}, {"vae", "a VAE alone (pass it as the vae option)"},
+      {"unet", "a UNet alone"}, {"unknown", "not a Stable Diffusion checkpoint"}};
+  if (auto it = what.find(kind); it != what.end())
+    throw std::runtime_error("'" + path + "' looks like " + it->second +
+                             "; sdtorch loads SD 1.x and SD 2.x checkpoints (single files with UNet, VAE and text encoder, "
+                             "inpainting ones too, or diffusers folders)");
+  // The file's own word on prediction: a diffusers folder's scheduler, ModelSpec metadata.
+  std::string said = metadata(file, "sdtorch.prediction");
+  if (said.empty()) said = metadata(file, "modelspec.prediction_type");
+  if (!said.empty()) said = prediction_name(said);
+  Family f;
+  if (kind == "sd2") {
+    // diffusers' rule for SD 2.x files (global step 875000 = the 512 base model).
+    const bool base = said.empty() ? metadata(file, "global_step") == "875000" : said == "epsilon";
+    f = family(base ? "sd2" : "sd2-v");
+  } else if (kind == "sd2-inpaint") {
+    f = family("sd2-inpaint");
+  } else {
+    // SD 1.x and the tiny test preset share a structure; the UNet's width tells them apart.
+    const bool is_tiny = unet_tensor(file, "input_blocks.0.0.weight")->size(0) == family("tiny").unet.ch;
+    f = family(std::string(is_tiny ? "tiny" : "sd15") + (kind == "sd1-inpaint" ? "-inpaint" : ""));
+  }
+  if (!said.empty()) f.prediction = said;
+  if (std::string size = metadata(file, "sdtorch.default_size"); !size.empty()) f.default_size = std::stoll(size);
+  return f;
 }
 
 std::string component_of(const std::string& key) {

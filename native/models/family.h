@@ -3,6 +3,11 @@
 // the rest of the code needs to know about it (latent channels and scale, prediction, text-encoder
 // width, default size) is read from its row. `tiny` keeps SD 1.x's structure at toy widths so unit
 // and CLI tests run in milliseconds.
+//
+// Rows: sd15, sd15-inpaint, sd2 (512 base, epsilon), sd2-v (768, v-prediction), sd2-inpaint, tiny,
+// tiny-inpaint. SD 2.x differs from SD 1.x only in numbers and switches read here: the OpenCLIP
+// ViT-H text encoder (GELU, 23 of its 24 layers, pad token 0), 64-wide attention heads, linear
+// proj_in/proj_out and a 1024-wide context.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -14,7 +19,11 @@
 namespace sdtorch {
 
 struct ClipConfig {
+  // layers: those the model runs (SD 2.x runs 23 of OpenCLIP's 24, as ldm's "penultimate" and
+  // diffusers' converted config do; the file's last layer is not loaded).
   int64_t vocab = 49408, positions = 77, width = 768, layers = 12, heads = 12, mlp = 3072;
+  bool quick_gelu = true;   // CLIP ViT-L: x·σ(1.702x); OpenCLIP: exact GELU
+  int64_t pad_token = 49407;  // what fills a prompt after <|endoftext|>: itself (SD 1.x), 0 (SD 2.x)
 };
 
 struct VaeConfig {
@@ -24,8 +33,12 @@ struct VaeConfig {
 
 struct UNetConfig {
   int64_t in = 4, out = 4, ch = 320, res_blocks = 2, heads = 8, context = 768, time_dim = 320, groups = 32;
+  int64_t head_dim = 0;       // > 0: heads = channels / head_dim at each level (SD 2.x: 64); else `heads`
+  bool linear_proj = false;   // SpatialTransformer proj_in/proj_out as Linear [C, C] (SD 2.x), else 1x1 conv
   std::vector<int64_t> mult{1, 2, 4, 4};
   std::vector<bool> attention{true, true, true, false};  // per level
+
+  int64_t heads_at(int64_t channels) const { return head_dim > 0 ? channels / head_dim : heads; }
 };
 
 // Checkpoint key prefixes of the original LDM layout: file key = prefix + module parameter name.
@@ -35,7 +48,7 @@ inline constexpr const char* kClipPrefix = "cond_stage_model.transformer.text_mo
 
 // One row of the preset table.
 struct Family {
-  std::string name;          // the preset: "sd15", "tiny"
+  std::string name;          // the preset: "sd15", "sd2-v", "tiny", ...
   std::string label;         // for messages: "SD 1.x"
   ClipConfig clip;
   VaeConfig vae;
@@ -50,16 +63,25 @@ struct Family {
 // Which network a file key belongs to: "unet", "vae", "textEncoder" or "other" (for `sdtorch info`).
 std::string component_of(const std::string& key);
 
-// The preset table ("sd15", "tiny").
+// The preset table.
 const std::vector<Family>& families();
 const Family& family(const std::string& name);
 
-// What a tensor file looks like, for errors and `sdtorch info`: "sd1", "sd1-inpaint", "sd2", "sdxl",
-// "lora", "vae", "unet", "unknown".
+// What a tensor file looks like, for errors and `sdtorch info`: "sd1", "sd1-inpaint", "sd2",
+// "sd2-inpaint", "sdxl", "sdxl-inpaint", "sd3", "flux", "video", "upscaler", "lora", "vae", "unet",
+// "unknown". Reads file keys through models/keys.h, so any layout loading accepts is recognised.
 std::string checkpoint_kind(const TensorFile& file);
 
-// The preset row a checkpoint loads as; throws saying what the file is when no row fits.
-const Family& detect_family(const TensorFile& file, const std::string& path);
+// The preset row a checkpoint loads as (a copy: loading may override its prediction); throws saying
+// what the file is when no row fits. SD 2.x's prediction cannot be read from its weights: it is
+// decided as diffusers' from_single_file decides it (single_file_utils._legacy_load_scheduler):
+// v-prediction (the 768 model), unless the checkpoint's global_step is 875000 (the 512 base);
+// a diffusers folder's scheduler config or a ModelSpec `modelspec.prediction_type` in the file's
+// metadata, when present, is the file's own word and wins.
+Family detect_family(const TensorFile& file, const std::string& path);
+
+// "epsilon" | "v" from the ways users and files spell it ("eps", "v_prediction", ...); throws otherwise.
+std::string prediction_name(const std::string& spelling);
 
 // File key -> shape for every model tensor of a preset, for writing test checkpoints.
 std::vector<std::pair<std::string, std::vector<int64_t>>> preset_manifest(const std::string& preset);

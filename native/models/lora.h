@@ -17,16 +17,6 @@ namespace sdtorch {
 
 struct StableDiffusion;
 
-// The one name map from diffusers' UNet2DConditionModel to the LDM UNet, by rule from the block
-// structure of `unet`: a module or parameter path relative to the UNet
-//   "down_blocks.1.resnets.0.conv1"        -> "input_blocks.4.0.in_layers.2"
-//   "up_blocks.0.upsamplers.0.conv.weight" -> "output_blocks.2.1.conv.weight"
-// Kohya's flattened names work too ("down_blocks_1_attentions_0_proj_in" ->
-// "input_blocks.4.1_proj_in"): the parts the rule rewrites are written with '.', the rest is kept as
-// given. nullopt when the path is not in diffusers' spelling (or names a block `unet` lacks). The text
-// encoder needs no map: both layouts use transformers' CLIP names below `text_model.`.
-std::optional<std::string> diffusers_unet_to_ldm(const std::string& path, const UNetConfig& unet);
-
 struct LoraRequest {
   std::string name;  // for reports
   std::string path;  // .safetensors, or .pt/.ckpt/.bin (PyTorch zip, through the restricted unpickler)

@@ -4,16 +4,11 @@
 #include <unordered_map>
 
 #include "models/keys.h"
+#include "models/sources.h"
 
 namespace sdtorch {
 
 namespace {
-
-std::string shape_str(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 // Copies (or, for matching CPU dtypes, aliases) each parameter from the file. `originals`, when
 // given, keeps the file's tensors (for LoRAs); the pages of those that were converted are handed
@@ -53,12 +48,19 @@ void load_component(nn::Module& module, const std::unordered_map<std::string, at
 
 }  // namespace
 
-std::shared_ptr<StableDiffusion> load_stable_diffusion(const TensorFile& original, const std::string& path, at::Device device,
-                                                       at::ScalarType dtype) {
-  // Other key layouts of the same weights load under the names below (models/keys.h).
-  const TensorFile file = with_canonical_keys(original, path);
+std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& request) {
+  const std::string& path = request.path;
+  const at::Device device = request.device;
+  const at::ScalarType dtype = request.dtype;
+  // Other key layouts of the same weights load under the names below (models/keys.h, sources.h).
+  TensorFile file = with_canonical_keys(read_model(path), path);
   auto sd = std::make_shared<StableDiffusion>();
   sd->family = detect_family(file, path);
+  if (!request.prediction.empty()) sd->family.prediction = prediction_name(request.prediction);
+  if (!request.vae.empty()) {
+    replace_vae(file, request.vae, sd->family);
+    sd->vae_path = request.vae;
+  }
   sd->clip = ClipTextModel(sd->family.clip);
   sd->vae = AutoencoderKL(sd->family.vae);
   sd->unet = UNetModel(sd->family.unet);

@@ -17,6 +17,7 @@ namespace sdtorch {
 
 struct StableDiffusion {
   Family family;
+  std::string vae_path;  // a separate VAE file loaded in place of the checkpoint's, or empty
   ClipTextModel clip{nullptr};
   AutoencoderKL vae{nullptr};
   UNetModel unet{nullptr};
@@ -28,8 +29,17 @@ struct StableDiffusion {
   std::shared_mutex weights_mutex;
 };
 
+// What to load: a checkpoint file or diffusers folder (models/sources.h), optionally with a separate
+// VAE file and the prediction the file cannot tell ("epsilon" | "v", overriding detection).
+struct LoadRequest {
+  std::string path;
+  std::string vae;
+  std::string prediction;
+  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kFloat;
+};
+
 // Throws with a message naming the missing/mis-shaped tensor, or saying what the file is instead.
-std::shared_ptr<StableDiffusion> load_stable_diffusion(const TensorFile& file, const std::string& path, at::Device device,
-                                                       at::ScalarType dtype);
+std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& request);
 
 }  // namespace sdtorch

@@ -47,17 +47,20 @@ at::Tensor BasicTransformerBlockImpl::forward(at::Tensor x, const at::Tensor& co
   return x + ff(norm3(x));
 }
 
-SpatialTransformer::SpatialTransformer(int64_t ch, int64_t context_dim, int64_t heads, int64_t groups) {
+SpatialTransformer::SpatialTransformer(int64_t ch, int64_t context_dim, int64_t heads, int64_t groups, bool linear) {
   norm = register_module("norm", GroupNorm(groups, ch, kTransformerNormEps));
-  proj_in = register_module("proj_in", Conv2d(ch, ch, 1));
+  if (linear) proj_in_linear = register_module("proj_in", Linear(ch, ch));
+  else proj_in = register_module("proj_in", Conv2d(ch, ch, 1));
   transformer_blocks = register_module("transformer_blocks", nn::ModuleList(BasicTransformerBlock(ch, context_dim, heads)));
-  proj_out = register_module("proj_out", Conv2d(ch, ch, 1));
+  if (linear) proj_out_linear = register_module("proj_out", Linear(ch, ch));
+  else proj_out = register_module("proj_out", Conv2d(ch, ch, 1));
 }
 
 at::Tensor SpatialTransformer::forward(const at::Tensor& x, const at::Tensor&, const at::Tensor& context, at::IntArrayRef) {
-  auto h = to_sequence(proj_in(norm(x)));
+  // [B, C, h, w] -> tokens [B, h·w, C]; the projections act before (conv) or after (linear) the reshape.
+  auto h = proj_in_linear ? proj_in_linear(to_sequence(norm(x))) : to_sequence(proj_in(norm(x)));
   for (const auto& block : *transformer_blocks) h = block->as<BasicTransformerBlock>()->forward(h, context);
-  return x + proj_out(to_image(h, x.sizes()));
+  return x + (proj_out_linear ? to_image(proj_out_linear(h), x.sizes()) : proj_out(to_image(h, x.sizes())));
 }
 
 Downsample::Downsample(int64_t ch) { op = register_module("op", Conv2d(ch, ch, 3, 2, 1)); }
@@ -90,7 +93,7 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config(c) {
     for (auto& l : layers) b->add(l);
     return b;
   };
-  auto attn = [&](int64_t ch) { return std::make_shared<SpatialTransformer>(ch, c.context, c.heads, c.groups); };
+  auto attn = [&](int64_t ch) { return std::make_shared<SpatialTransformer>(ch, c.context, c.heads_at(ch), c.groups, c.linear_proj); };
 
   // Down path; `skips` records the channels of each skip connection, in push order.
   std::vector<int64_t> skips{c.ch};

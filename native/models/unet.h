@@ -1,4 +1,4 @@
-// The SD 1.x denoising UNet. Names mirror `model.diffusion_model.*`: input_blocks.N.M,
+// The SD 1.x / 2.x denoising UNet. Names mirror `model.diffusion_model.*`: input_blocks.N.M,
 // middle_block.M, output_blocks.N.M, time_embed, out.
 #pragma once
 #include "models/family.h"
@@ -38,10 +38,12 @@ struct BasicTransformerBlockImpl : nn::Module {
 TORCH_MODULE(BasicTransformerBlock);
 
 struct SpatialTransformer : UNetLayer {
-  SpatialTransformer(int64_t ch, int64_t context_dim, int64_t heads, int64_t groups);
+  // linear: proj_in/proj_out are Linear [C, C] over the token sequence (SD 2.x), else 1x1 convs.
+  SpatialTransformer(int64_t ch, int64_t context_dim, int64_t heads, int64_t groups, bool linear);
   at::Tensor forward(const at::Tensor& x, const at::Tensor&, const at::Tensor& context, at::IntArrayRef) override;
   GroupNorm norm{nullptr};
   Conv2d proj_in{nullptr}, proj_out{nullptr};
+  Linear proj_in_linear{nullptr}, proj_out_linear{nullptr};
   nn::ModuleList transformer_blocks;
 };
 

@@ -1,0 +1,167 @@
+#include "models/sources.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "io/json.h"
+#include "models/diffusers_names.h"
+#include "models/vae.h"
+
+namespace sdtorch {
+namespace {
+
+bool starts(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+bool is_dir(const std::string& p) {
+  struct stat st {};
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_file(const std::string& p) {
+  struct stat st {};
+  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+json::Value read_json(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  try {
+    return json::parse(text.data(), text.size());
+  } catch (const std::exception& e) {
+    throw std::runtime_error("'" + path + "' is not valid JSON: " + e.what());
+  }
+}
+
+double number(const json::Value& v, const char* key, double fallback) {
+  const json::Value* n = v.find(key);
+  return n && n->kind == json::Value::Number ? n->number : fallback;
+}
+
+// The weights of one folder component, whichever of diffusers' file names it was saved under.
+std::vector<std::string> component_files(const std::string& dir, const std::string& stem) {
+  for (const char* ext : {".safetensors", ".fp16.safetensors", ".bin", ".fp16.bin"}) {
+    const std::string file = dir + "/" + stem + ext;
+    if (is_file(file)) return {file};
+    // Sharded: the index names the shards.
+    if (is_file(file + ".index.json")) {
+      std::set<std::string> shards;
+      const json::Value index = read_json(file + ".index.json");
+      if (const json::Value* map = index.find("weight_map"))
+        for (const auto& [name, shard] : map->members)
+          if (shard.kind == json::Value::String && shard.str.find('/') == std::string::npos) shards.insert(dir + "/" + shard.str);
+      if (shards.empty()) throw std::runtime_error("'" + file + ".index.json' names no shard files");
+      return {shards.begin(), shards.end()};
+    }
+  }
+  throw std::runtime_error("'" + dir + "' has no " + stem + ".safetensors or " + stem + ".bin (the diffusers folder is incomplete)");
+}
+
+// Reads a component's tensors and adds them to `out` under the names `rename` gives (nullopt: a name
+// that belongs to no module of ours, which is an error naming the file).
+template <class Rename>
+void add_component(TensorFile& out, const std::string& dir, const std::string& stem, const Rename& rename) {
+  for (const std::string& file : component_files(dir, stem)) {
+    TensorFile part = load_tensor_file(file);
+    for (auto& [k, t] : part.tensors) {
+      std::optional<std::string> name = rename(k);
+      if (!name) throw std::runtime_error("'" + file + "': tensor '" + k + "' fits no layer of a Stable Diffusion model of this configuration");
+      if (!name->empty()) out.tensors.emplace_back(*name, t);
+    }
+  }
+}
+
+// unet/config.json -> the block structure the name rule needs.
+UNetConfig unet_structure(const json::Value& cfg) {
+  UNetConfig c;
+  if (const json::Value* channels = cfg.find("block_out_channels")) {
+    c.mult.clear();
+    c.attention.clear();
+    for (const auto& ch : channels->items) c.mult.push_back(int64_t(ch.number));
+  }
+  c.res_blocks = int64_t(number(cfg, "layers_per_block", 2));
+  const json::Value* types = cfg.find("down_block_types");
+  for (size_t i = 0; i < c.mult.size(); ++i)
+    c.attention.push_back(types && i < types->items.size() ? starts(types->items[i].str, "CrossAttn") : i + 1 < c.mult.size());
+  return c;
+}
+
+TensorFile read_diffusers_folder(const std::string& dir) {
+  if (!is_file(dir + "/model_index.json"))
+    throw std::runtime_error("'" + dir + "' is a folder without model_index.json; give a checkpoint file (.safetensors, .ckpt) "
+                             "or a diffusers folder (model_index.json, unet/, vae/, text_encoder/)");
+  TensorFile out;
+  out.format = "diffusers";
+  const json::Value unet_cfg = read_json(dir + "/unet/config.json");
+  const UNetConfig unet = unet_structure(unet_cfg);
+  add_component(out, dir + "/unet", "diffusion_pytorch_model", [&](const std::string& k) -> std::optional<std::string> {
+    auto ldm = diffusers_unet_to_ldm(k, unet);
+    return ldm ? std::optional<std::string>(kUNetPrefix + *ldm) : std::nullopt;
+  });
+  VaeConfig vae;
+  if (is_file(dir + "/vae/config.json"))
+    if (const json::Value* ch = read_json(dir + "/vae/config.json").find("block_out_channels")) vae.mult.assign(ch->items.size(), 1);
+  add_component(out, dir + "/vae", "diffusion_pytorch_model", [&](const std::string& k) -> std::optional<std::string> {
+    auto ldm = diffusers_vae_to_ldm(k, vae);
+    return std::string(kVaePrefix) + (ldm ? *ldm : k);  // conv_in, conv_out, (post_)quant_conv keep their names
+  });
+  // transformers' CLIPTextModel: "text_model.*" (or, saved by transformers 5, the same names without it).
+  add_component(out, dir + "/text_encoder", is_file(dir + "/text_encoder/model.safetensors") ? "model" : "pytorch_model",
+                [&](const std::string& k) -> std::optional<std::string> {
+                  const std::string name = starts(k, "text_model.") ? k.substr(11) : k;
+                  if (starts(name, "embeddings.position_ids")) return std::string();  // a buffer, not a weight
+                  return std::string(kClipPrefix) + name;
+                });
+  // What the folder says about itself.
+  const std::string scheduler = dir + "/scheduler/scheduler_config.json";
+  if (is_file(scheduler))
+    if (const json::Value* p = read_json(scheduler).find("prediction_type"); p && p->kind == json::Value::String)
+      out.metadata["sdtorch.prediction"] = p->str;
+  if (const double size = number(unet_cfg, "sample_size", 0); size > 0)
+    out.metadata["sdtorch.default_size"] = std::to_string(int64_t(size) << (vae.mult.size() - 1));
+  return out;
+}
+
+}  // namespace
+
+TensorFile read_model(const std::string& path) { return is_dir(path) ? read_diffusers_folder(path) : load_tensor_file(path); }
+
+void replace_vae(TensorFile& model, const std::string& vae_path, const Family& family) {
+  if (is_dir(vae_path)) throw std::runtime_error("vae: '" + vae_path + "' is a folder; give the VAE file itself (e.g. vae/diffusion_pytorch_model.safetensors)");
+  TensorFile file = load_tensor_file(vae_path);
+  std::unordered_map<std::string, at::Tensor> vae;  // LDM name below first_stage_model. -> tensor
+  for (auto& [k, t] : file.tensors) {
+    std::string name = starts(k, kVaePrefix) ? k.substr(std::char_traits<char>::length(kVaePrefix)) : k;
+    if (!(starts(name, "encoder.") || starts(name, "decoder.") || starts(name, "quant_conv.") || starts(name, "post_quant_conv.")))
+      continue;  // a whole checkpoint given as VAE: its first stage only; EMA bookkeeping and the like
+    if (auto ldm = diffusers_vae_to_ldm(name, family.vae)) name = *ldm;
+    vae.emplace(name, t);
+  }
+  if (vae.empty())
+    throw std::runtime_error("vae: '" + vae_path + "' holds no VAE weights (encoder.*, decoder.*, or first_stage_model.*); it looks like " +
+                             checkpoint_kind(file));
+  // Every weight of this family's VAE, with its shape: a VAE of another family fails here, by name.
+  for (const auto& p : AutoencoderKL(family.vae)->named_parameters()) {
+    auto it = vae.find(p.key());
+    if (it == vae.end())
+      throw std::runtime_error("vae: '" + vae_path + "' lacks '" + p.key() + "' of an " + family.label + " VAE; the file is incomplete or another kind of model");
+    if (it->second.numel() != p.value().numel())
+      throw std::runtime_error("vae: '" + vae_path + "' is not a VAE for " + family.label + ": '" + p.key() + "' has shape " +
+                               shape_str(it->second.sizes()) + ", expected " + shape_str(p.value().sizes()) +
+                               (p.key() == "decoder.conv_in.weight" ? " (latent channels differ: SD3 and FLUX VAEs have 16)" : ""));
+  }
+  std::vector<std::pair<std::string, at::Tensor>> kept;
+  for (auto& entry : model.tensors)
+    if (!starts(entry.first, kVaePrefix)) kept.push_back(std::move(entry));
+  for (auto& [k, t] : vae) kept.emplace_back(kVaePrefix + k, t);
+  model.tensors = std::move(kept);
+}
+
+}  // namespace sdtorch
