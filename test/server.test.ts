@@ -13,7 +13,7 @@ import { startServer, type Server } from '../lib/server/serve';
 import { Tensor } from '../lib';
 import { WebUIApi } from './a1111-client';
 import { tmpDir } from './helpers';
-import { tinyCheckpoint } from './tiny';
+import { tinyCheckpoint, tinyInpaintCheckpoint } from './tiny';
 
 const SMALL = { width: 32, height: 32, steps: 3 };
 
@@ -29,6 +29,29 @@ function rgbPng(w: number, h: number, rgb: (x: number, y: number) => [number, nu
   const data = Buffer.alloc(w * h * 3);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data.set(rgb(x, y), (y * w + x) * 3);
   return sharp(data, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+}
+
+/** An inpainting job: a patterned 32x32 image (a kept pixel cannot pass for a generated one) and a mask repainting the square [8, 16)². */
+const INPAINT = {
+  pattern: (x: number, y: number): [number, number, number] => [(x * 37 + y * 11) % 251, (x * 5 + y * 53) % 241, (x * y + 17) % 239],
+  inside: (x: number, y: number) => x >= 8 && x < 16 && y >= 8 && y < 16,
+  init: () => rgbPng(32, 32, INPAINT.pattern),
+  mask: () => rgbPng(32, 32, (x, y) => (INPAINT.inside(x, y) ? [255, 255, 255] : [0, 0, 0])),
+};
+
+/** The answer to INPAINT's job: every pixel outside the mask is the original's, most inside it are new. */
+async function assertOverlay(b64: string, what: string): Promise<void> {
+  const { data, info } = await sharp(Buffer.from(b64, 'base64')).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  assert.deepEqual([info.width, info.height], [32, 32]);
+  let changed = 0;
+  for (let y = 0; y < 32; y++) {
+    for (let x = 0; x < 32; x++) {
+      const px = [...data.subarray((y * 32 + x) * 3, (y * 32 + x) * 3 + 3)];
+      if (!INPAINT.inside(x, y)) assert.deepEqual(px, INPAINT.pattern(x, y), `${what}: pixel (${x}, ${y}) outside the mask changed`);
+      else if (px.join() !== INPAINT.pattern(x, y).join()) changed++;
+    }
+  }
+  assert.ok(changed > 32, `${what}: only ${changed} of the 64 masked pixels repainted`);
 }
 
 /** A1111's error body. */
@@ -108,6 +131,41 @@ describe('sdtorch serve (in-process, tiny model)', function () {
     assert.equal(params['mask'], null);
     const out = await sharp(Buffer.from((r.json['images'] as string[])[0]!, 'base64')).metadata();
     assert.deepEqual([out.width, out.height], [32, 32]);
+  });
+
+  it('inpainting keeps the original pixels outside the mask (A1111 overlay), whole picture and only masked', async function () {
+    for (const inpaint_full_res of [false, true]) {
+      const r = await post(`${base}/img2img`, { prompt: 'a dog', init_images: [(await INPAINT.init()).toString('base64')], mask: (await INPAINT.mask()).toString('base64'), mask_blur: 0, inpaint_full_res, inpaint_full_res_padding: 4, denoising_strength: 0.9, seed: 4, ...SMALL });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      await assertOverlay((r.json['images'] as string[])[0]!, `inpaint_full_res ${inpaint_full_res}`);
+      const info = JSON.parse(r.json['info'] as string) as { infotexts: string[]; is_using_inpainting_conditioning: boolean };
+      if (inpaint_full_res) assert.match(info.infotexts[0]!, /Inpaint area: Only masked, Masked area padding: 4/);
+      else assert.doesNotMatch(info.infotexts[0]!, /Inpaint area/);
+      assert.equal(info.is_using_inpainting_conditioning, false);
+    }
+    const init = (await INPAINT.init()).toString('base64');
+    const uneven = await post(`${base}/img2img`, { prompt: 'a dog', init_images: [init], mask: (await INPAINT.mask()).toString('base64'), mask_blur_x: 4, mask_blur_y: 2, ...SMALL });
+    assert.equal(uneven.status, 422);
+    assert.match(String(uneven.json['detail']), /mask_blur_x \(4\) and mask_blur_y \(2\) differ/);
+    const nothing = await post(`${base}/img2img`, { prompt: 'a dog', init_images: [init], mask: (await png(32, 32, [0, 0, 0])).toString('base64'), ...SMALL });
+    assert.equal(nothing.status, 422);
+    assert.match(String(nothing.json['detail']), /nothing to repaint/);
+  });
+
+  it('a 9-channel inpainting checkpoint: the mask reaches its UNet, the overlay keeps the rest; txt2img is refused', async function () {
+    const inpainting = await startServer({ weights: await tinyInpaintCheckpoint(), port: 0, device: 'cpu' });
+    try {
+      const url = `${inpainting.url}/sdapi/v1`;
+      const r = await post(`${url}/img2img`, { prompt: 'a dog', init_images: [(await INPAINT.init()).toString('base64')], mask: (await INPAINT.mask()).toString('base64'), mask_blur: 0, inpaint_full_res: false, denoising_strength: 1, seed: 4, ...SMALL });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      await assertOverlay((r.json['images'] as string[])[0]!, '9-channel');
+      assert.equal(JSON.parse(r.json['info'] as string).is_using_inpainting_conditioning, true);
+      const t = await post(`${url}/txt2img`, { prompt: 'a dog', ...SMALL });
+      assert.equal(t.status, 422);
+      assert.match(String(t.json['detail']), /inpainting model/);
+    } finally {
+      await inpainting.close(1000);
+    }
   });
 
   it('hires fix: latent and Lanczos upscalers double the size and write A1111 hires keys', async function () {

@@ -49,6 +49,8 @@ export interface JobResult {
   height: number;
   modelName: string;
   modelHash: string;
+  /** The checkpoint is an inpainting model (its UNet takes the mask and masked image): A1111's is_using_inpainting_conditioning. */
+  inpaintingConditioning?: boolean;
   /** "%Y%m%d%H%M%S" when the job started, as A1111's state.job_timestamp. */
   jobTimestamp: string;
   interrupted: boolean;

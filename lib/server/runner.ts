@@ -55,6 +55,7 @@ export class Runner {
     const out: JobResult = {
       images: [], infotexts: [], seeds: [], prompts: [], negatives: [], width: spec.width, height: spec.height,
       modelName: pipe.name, modelHash: await modelHash(pipe.path), jobTimestamp: started, interrupted: false,
+      inpaintingConditioning: pipe.family.unetInChannels > pipe.family.latentChannels,
       ...(this.options.name ? { worker: this.options.name } : {}),
     };
     const images = (spec.initImages ?? []).map((b) => Buffer.from(b, 'base64'));

@@ -325,7 +325,9 @@ export async function toJob(kind: 'txt2img' | 'img2img', r: SdRequest, ctx: Edge
     if (r['mask']) {
       const mask = await decodeImage(r['mask'], 'mask', ctx.limits);
       spec.mask = (await maskPng(mask, Boolean(r['inpainting_mask_invert']))).toString('base64');
-      spec.maskBlur = (r['mask_blur'] as number | null) ?? (r['mask_blur_x'] as number);
+      const [blurX, blurY] = [r['mask_blur_x'] as number, r['mask_blur_y'] as number];
+      if (r['mask_blur'] == null && blurX !== blurY) throw invalid(`mask_blur_x (${blurX}) and mask_blur_y (${blurY}) differ: sdtorch blurs the mask alike both ways; send mask_blur`);
+      spec.maskBlur = (r['mask_blur'] as number | null) ?? blurX;
       spec.inpaintArea = r['inpaint_full_res'] ? 'masked' : 'whole';
       spec.inpaintPadding = r['inpaint_full_res_padding'] as number;
     }
@@ -387,6 +389,6 @@ export function infoJson(kind: 'txt2img' | 'img2img', spec: JobSpec, res: JobRes
     styles: [],
     job_timestamp: res.jobTimestamp,
     clip_skip: spec.clipSkip,
-    is_using_inpainting_conditioning: false,
+    is_using_inpainting_conditioning: res.inpaintingConditioning ?? false,
   });
 }
