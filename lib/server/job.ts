@@ -71,6 +71,21 @@ export interface JobProgress {
   jobTimestamp: string;
 }
 
+/**
+ * A worker's failure as it crosses Redis, where only a message travels: the HTTP status of an
+ * input the library refused at run time (RangeError, TypeError: 422) goes in front, "[422] ...".
+ */
+export function failureMessage(e: Error & { statusCode?: number }): string {
+  const status = e.statusCode ?? (e instanceof RangeError || e instanceof TypeError ? 422 : undefined);
+  return status === undefined ? e.message : `[${status}] ${e.message}`;
+}
+
+/** The error a failure message stands for, with its status (if any) back in statusCode. */
+export function failureError(message: string): Error & { statusCode?: number } {
+  const m = /^\[(\d{3})\] ([\s\S]*)$/.exec(message);
+  return Object.assign(new Error(m ? m[2] : message), { name: 'JobFailed' }, m ? { statusCode: Number(m[1]) } : {});
+}
+
 /** Interrupt (the whole job) and skip (its current iteration), A1111's /interrupt and /skip. */
 export class JobControl {
   private readonly interruptCtl = new AbortController();

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import IORedis from 'ioredis';
 import { CancelledError, QueueFullError } from './errors';
-import { JobControl, type JobProgress, type JobResult, type JobSpec } from './job';
+import { failureError, JobControl, type JobProgress, type JobResult, type JobSpec } from './job';
 import type { Runner } from './runner';
 
 export interface Submitted {
@@ -203,7 +203,7 @@ export class RedisQueue implements JobQueue {
     let reject!: (e: Error) => void;
     const done = new Promise<JobResult>((resolve, rej) => {
       reject = rej;
-      job.waitUntilFinished(this.events).then(resolve, (e: Error) => rej(Object.assign(new Error(e.message), { name: 'JobFailed' })));
+      job.waitUntilFinished(this.events).then(resolve, (e: Error) => rej(failureError(e.message)));
     });
     this.pending.set(job.id!, { job, done, reject });
     void done.catch(() => undefined).finally(() => this.pending.delete(job.id!));

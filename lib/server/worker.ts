@@ -5,7 +5,7 @@
 import os from 'node:os';
 import { Worker, type Job } from 'bullmq';
 import IORedis from 'ioredis';
-import { JobControl, type JobProgress, type JobResult, type JobSpec } from './job';
+import { failureMessage, JobControl, type JobProgress, type JobResult, type JobSpec } from './job';
 import { ModelStore, type ModelFolders } from './models';
 import { controlChannel, type ControlMessage } from './queue';
 import { Runner, type RunnerOptions } from './runner';
@@ -65,6 +65,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       });
       await pending;
       return result;
+    } catch (e) {
+      throw new Error(failureMessage(e as Error));
     } finally {
       controls.delete(job.id!);
     }
