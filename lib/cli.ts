@@ -46,6 +46,19 @@ const USAGE = `Usage:
       --from-png FILE      take prompt and parameters from a PNG's infotext (flags given win)
       --lora FILE[:W]      a LoRA/LyCORIS file with its weight (default 1; repeatable)
       --lora-dir DIR       where <lora:name:w> tags in the prompt are found (repeatable)
+  sdtorch serve [options]  AUTOMATIC1111's /sdapi/v1 API, a web page at / and OpenAPI at /docs
+      --host H             listen address (default 127.0.0.1: this machine only)
+      --port N             port (default 7860)
+      --weights FILE | --models DIR   one checkpoint, or a folder of them (A1111's models/ folder too)
+      --vae-dir DIR --lora-dir DIR --embeddings-dir DIR   more folders (default: beside --models)
+      --api-auth USER:PASS HTTP basic auth (comma-separated pairs)
+      --cors ORIGIN        allow browser calls from ORIGIN (comma-separated)
+      --redis URL          put jobs on BullMQ in Redis for \`sdtorch worker\` processes
+      --queue-size N       jobs that may wait (default 32; more get 503)
+      --outdir DIR         where save_images writes (default ./outputs)
+      --device D --dtype T as for generate
+  sdtorch worker --redis URL (--weights FILE | --models DIR) [--device D] [--dtype T]
+                           take jobs from Redis, one at a time on this device
   sdtorch info FILE        a checkpoint's (or diffusers folder's) family, prediction, dtypes and parameter counts, or a PNG's parameters
   sdtorch info --system    libtorch, CUDA and the binary that loaded (for bug reports)
   sdtorch download         fetch the default weights into the cache
@@ -223,6 +236,66 @@ async function generate(args: string[]): Promise<void> {
   pipe.dispose();
 }
 
+const SERVICE_OPTIONS = {
+  host: { type: 'string' }, port: { type: 'string' }, weights: { type: 'string' }, models: { type: 'string' },
+  'vae-dir': { type: 'string' }, 'lora-dir': { type: 'string' }, 'embeddings-dir': { type: 'string' },
+  'api-auth': { type: 'string' }, cors: { type: 'string' }, redis: { type: 'string' }, 'queue-size': { type: 'string' },
+  outdir: { type: 'string' }, device: { type: 'string' }, dtype: { type: 'string' }, name: { type: 'string' },
+} as const;
+
+function serviceArgs(args: string[]) {
+  const { values } = parseArgs({ args, options: SERVICE_OPTIONS });
+  if (values.dtype !== undefined && !(DTYPES as readonly string[]).includes(values.dtype)) throw new Error(`--dtype must be one of ${DTYPES.join(', ')}, got '${values.dtype}'`);
+  if (values['api-auth'] !== undefined && !values['api-auth'].split(',').every((p) => /^[^:]+:.+$/.test(p))) throw new Error('--api-auth takes USER:PASS (comma-separated for several)');
+  const folders = {
+    ...(values.weights ? { weights: values.weights } : {}), ...(values.models ? { models: values.models } : {}),
+    ...(values['vae-dir'] ? { vaeDir: values['vae-dir'] } : {}), ...(values['lora-dir'] ? { loraDir: values['lora-dir'] } : {}),
+    ...(values['embeddings-dir'] ? { embeddingsDir: values['embeddings-dir'] } : {}),
+  };
+  const device = { ...(values.device ? { device: values.device } : {}), ...(values.dtype ? { dtype: values.dtype as (typeof DTYPES)[number] } : {}) };
+  return { values, folders, device };
+}
+
+/** Ends a long-running command on SIGINT/SIGTERM after `close` (a second signal exits at once). */
+function onShutdown(what: string, close: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    console.error(`sdtorch ${what}: ${signal}, finishing the running job (again to stop at once)`);
+    close().then(() => process.exit(0), (e: Error) => (console.error(e.message), process.exit(1)));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function serve(args: string[]): Promise<void> {
+  const { values, folders, device } = serviceArgs(args);
+  const port = count(values.port, 'port') ?? 7860;
+  const maxQueue = count(values['queue-size'], 'queue-size');
+  if (!values.redis && !folders.weights && !folders.models) {
+    folders.weights = await resolveWeights({ onProgress: (d: number, t: number) => process.stderr.write(`\rdownloading weights: ${(d / 2 ** 20).toFixed(0)}/${(t / 2 ** 20).toFixed(0)} MiB`) });
+  }
+  const { startServer } = await import('./server/serve');
+  const server = await startServer({
+    ...folders, ...device, port, ...(values.host ? { host: values.host } : {}), ...(values['api-auth'] ? { apiAuth: values['api-auth'] } : {}),
+    ...(values.cors ? { cors: values.cors } : {}), ...(values.redis ? { redis: values.redis } : {}), ...(maxQueue ? { maxQueue } : {}),
+    ...(values.outdir ? { outdir: values.outdir } : {}),
+  });
+  console.error(`sdtorch serve: ${server.url} (page /, API /sdapi/v1, docs /docs)${values.redis ? `; jobs on ${values.redis}` : ''}`);
+  onShutdown('serve', () => server.close());
+}
+
+async function worker(args: string[]): Promise<void> {
+  const { values, folders, device } = serviceArgs(args);
+  if (!values.redis) throw new Error('worker needs --redis URL (the one sdtorch serve --redis uses)');
+  if (!folders.weights && !folders.models) throw new Error('worker needs --weights FILE or --models DIR');
+  const { startWorker } = await import('./server/worker');
+  const w = await startWorker({ redis: values.redis, ...folders, ...device, ...(values.name ? { name: values.name } : {}) });
+  console.error(`sdtorch worker: taking jobs from ${values.redis}`);
+  onShutdown('worker', () => w.close());
+}
+
 async function info(args: string[]): Promise<void> {
   if (args[0] === '--system') {
     console.log(JSON.stringify({ ...systemInfo(), node: process.version, platform: `${process.platform}-${process.arch}` }, null, 2));
@@ -260,6 +333,8 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'generate': return generate(rest);
     case 'info': return info(rest);
+    case 'serve': return serve(rest);
+    case 'worker': return worker(rest);
     case 'download': {
       const file = await resolveWeights({ onProgress: (d: number, t: number) => process.stderr.write(`\r${(d / 2 ** 20).toFixed(0)}/${(t / 2 ** 20).toFixed(0)} MiB`) });
       console.log(file);

@@ -9,6 +9,7 @@ export { CLIPTokenizer } from './text/clip-tokenizer';
 export { Pipeline, loadPipeline, LATENT_SCALE } from './generate/pipeline';
 export type { LoadOptions, GenerateResult } from './generate/pipeline';
 export type { GenerateOptions, Progress } from './generate/options';
+export type { HiresOptions, HiresUpscaler } from './generate/hires';
 export type { Family } from './models/family';
 export type { Conditioning } from './models/networks';
 export { setLoras, loraHash, loraName } from './models/lora';

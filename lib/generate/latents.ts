@@ -1,6 +1,6 @@
-// Where sampling starts: txt2img noise, or img2img's noised image latents. Noise is drawn on the
-// CPU generator in diffusers' order and shapes (same seed, same image on every device); latent
-// math runs in float32 on the compute device.
+// Where sampling starts: txt2img noise, img2img's noised image latents (from an image or from
+// latents), or inpainting's. Noise is drawn on the CPU generator in diffusers' order and shapes
+// (same seed, same image on every device); latent math runs in float32 on the compute device.
 import type { Size } from '../image/io';
 import type { Family } from '../models/family';
 import type { Sampler, SamplerOptions } from '../sampling/registry';
@@ -27,6 +27,11 @@ function posterior(family: Family, moments: Tensor, generator: Generator, device
 
 const repeat = (z: Tensor, batch: number): Tensor => (batch === 1 ? z : Tensor.cat(Array<Tensor>(batch).fill(z)));
 
+/** img2img's second draw: `init` [batch, C, h, w] in UNet space noised to the start step (diffusers' add_noise). */
+function noisedStart(sampler: Sampler, opts: SamplerOptions, generator: Generator, device: string, init: Tensor): Tensor {
+  return sampler.addNoise(init, generator.randn(init.shape).to(device), opts);
+}
+
 /**
  * img2img: the VAE posterior sample of the image (moments = cat(mean, logvar) [1, 2C, h, w]),
  * scaled into UNet space and repeated `batch` times, then noised to the start step: two draws,
@@ -36,8 +41,21 @@ export function img2imgStart(
   family: Family, sampler: Sampler, opts: SamplerOptions, generator: Generator, device: string,
   batch: number, moments: Tensor,
 ): Tensor {
-  const init = repeat(posterior(family, moments, generator, device), batch);
-  return sampler.addNoise(init, generator.randn(init.shape).to(device), opts);
+  return noisedStart(sampler, opts, generator, device, repeat(posterior(family, moments, generator, device), batch));
+}
+
+/**
+ * img2img from latents already in UNet space [batch, C, h, w] (hires fix's latent upscale): no
+ * posterior draw, only img2img's second one (the noise), through the same noising as img2imgStart.
+ */
+export function latentsImg2imgStart(
+  family: Family, sampler: Sampler, opts: SamplerOptions, generator: Generator, device: string,
+  batch: number, latents: Tensor,
+): Tensor {
+  const [b, c] = latents.shape;
+  if (latents.shape.length !== 4 || c !== family.latentChannels) throw new RangeError(`generate(): initLatents must be [B, ${family.latentChannels}, h, w] latents, got [${latents.shape.join(', ')}]`);
+  if (b !== batch) throw new RangeError(`generate(): initLatents holds ${b} latents for ${batch} images`);
+  return noisedStart(sampler, opts, generator, device, latents.to(device, 'float32'));
 }
 
 export interface InpaintStart {

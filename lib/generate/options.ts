@@ -2,6 +2,7 @@
 // here, once, before any work starts (the sampler, its schedule and steps included).
 import type { Family } from '../models/family';
 import type { Lora } from '../models/lora';
+import type { HiresOptions } from './hires';
 import type { PadCondUncond } from '../sampling/denoiser';
 import { resolveSampler, type ResolvedSampler, type TimestepSpacing } from '../sampling/registry';
 import { TIMESTEP_SPACINGS } from '../sampling/schedules';
@@ -16,6 +17,11 @@ export interface Progress {
   /** Model evaluations per second so far. */
   itPerSec: number;
   etaMs: number;
+  /**
+   * The current estimate of the clean latents [B, C, h, w] (UNet space), computed when called;
+   * call it inside onProgress only (for previews such as A1111's live preview).
+   */
+  denoised?: () => Tensor;
 }
 
 export interface GenerateOptions {
@@ -83,6 +89,13 @@ export interface GenerateOptions {
    * Default: each sampler's diffusers class default ('leading' for ddim, ddpm, pndm; 'linspace' otherwise).
    */
   timestepSpacing?: TimestepSpacing;
+  /**
+   * img2img from latents [B, C, h, w] in UNet space instead of an image (no VAE encode): what the
+   * hires fix's latent upscaler starts from. B must be prompts × batchSize.
+   */
+  initLatents?: Tensor;
+  /** Hires fix (txt2img): upscale the result and run img2img at the larger size, as A1111. */
+  hires?: HiresOptions;
   /** Starting noise [B,4,H/8,W/8] instead of drawing it from the seed (txt2img). */
   latents?: Tensor;
   onProgress?: (p: Progress) => void;
@@ -227,6 +240,7 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
   optionalType(o, 'schedule', (v) => typeof v === 'string', "'default' or 'karras'");
   optionalType(o, 'image', (v) => typeof v === 'string' || v instanceof Uint8Array, 'a file path or the bytes of an image (Buffer)');
   optionalType(o, 'latents', (v) => v instanceof Tensor, 'a Tensor');
+  optionalType(o, 'initLatents', (v) => v instanceof Tensor, 'a Tensor');
   optionalType(o, 'onProgress', (v) => typeof v === 'function', 'a function');
   optionalType(o, 'signal', (v) => v instanceof AbortSignal, 'an AbortSignal');
   optionalType(o, 'idleDevice', (v) => typeof v === 'string', "a device name such as 'cpu'");
@@ -246,6 +260,7 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
   if (typeof clipSkip !== 'number') fail(`clipSkip must be a number (1 = the last layer), got ${typeof clipSkip} ${show(clipSkip)}`, TypeError);
   if (!Number.isInteger(clipSkip) || clipSkip < 1) fail(`clipSkip must be a whole number from 1 (the last layer), got ${show(clipSkip)}`);
   if (o.image !== undefined && o.latents !== undefined) fail('pass either image (img2img) or latents (txt2img), not both');
+  if (o.initLatents !== undefined && (o.image !== undefined || o.latents !== undefined)) fail('pass one start: image, initLatents (img2img) or latents (txt2img)');
   const steps = positiveInt(o.steps ?? 50, 'steps', Number.MAX_SAFE_INTEGER);
   const batchSize = positiveInt(o.batchSize ?? 1, 'batchSize', LIMITS.images);
   const images = prompts.length * batchSize;
@@ -256,7 +271,7 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
   let sampler: ResolvedSampler;
   try {
     sampler = resolveSampler(o.sampler ?? 'euler_a', {
-      schedule: o.schedule, steps, ...(o.image !== undefined ? { strength } : {}), zeroTerminalSnr: o.zeroTerminalSnr ?? false,
+      schedule: o.schedule, steps, ...(o.image !== undefined || o.initLatents !== undefined ? { strength } : {}), zeroTerminalSnr: o.zeroTerminalSnr ?? false,
       ...(o.timestepSpacing !== undefined ? { timestepSpacing: o.timestepSpacing } : {}), ...(traits ? { prediction: traits.prediction } : {}),
     });
   } catch (e) {

@@ -17,8 +17,9 @@ import { CLIPTokenizer } from '../text/clip-tokenizer';
 import { EmbeddingDb, encodeTexts, type TextualInversion } from '../text/conditioning';
 import { loadEmbeddingDirs } from '../text/embeddings';
 import { extractExtraNetworks } from '../text/prompt';
+import { generateHires } from './hires';
 import { prepareInpaint, type InpaintInputs } from './inpaint';
-import { img2imgStart, inpaintStart, txt2imgStart } from './latents';
+import { img2imgStart, inpaintStart, latentsImg2imgStart, txt2imgStart } from './latents';
 import { checkSize, resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
 import { resolveLoras } from './loras';
 import { planPrompts } from './prompts';
@@ -112,12 +113,13 @@ export class Pipeline {
   }
 
   /**
-   * txt2img, img2img when `image` is given, inpainting when `mask` is given too. Noise is drawn as
-   * diffusers draws it: same seed, same image. Options are checked before any work; concurrent
-   * calls on one pipeline queue and run one at a time (networks move between devices mid-call with
-   * idleDevice).
+   * txt2img, img2img when `image` (or `initLatents`) is given, inpainting when `mask` is given
+   * too, txt2img with A1111's hires fix when `hires` is. Noise is drawn as diffusers draws it: same
+   * seed, same image. Options are checked before any work; concurrent calls on one pipeline queue
+   * and run one at a time (networks move between devices mid-call with idleDevice).
    */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
+    if (options?.hires !== undefined) return generateHires(this, options, (o) => this.generate(o));
     const o = resolveOptions(options, this.family);
     const run = this.queue.then(() => this.run(o, options));
     this.queue = run.catch(() => undefined);
@@ -172,6 +174,11 @@ export class Pipeline {
       checkSize(size, batch);
       opts.strength = o.strength;
       ({ x, concat } = await this.inpaintStart(inpaint, sampler, opts, batch, (images) => stage(this.vae, () => this.vae.encode(images, { tile: vaeTile(size) }))));
+    } else if (options.initLatents !== undefined) {
+      size = { height: options.initLatents.shape[2]! * this.vaeScale, width: options.initLatents.shape[3]! * this.vaeScale };
+      checkSize(size, batch);
+      opts.strength = o.strength;
+      x = latentsImg2imgStart(this.family, sampler, opts, generator, this.device, batch, options.initLatents);
     } else if (options.image !== undefined) {
       const image = await loadImage(options.image, o.width && o.height ? { width: o.width, height: o.height } : undefined);
       size = { height: image.shape[2]!, width: image.shape[3]! };
@@ -262,7 +269,7 @@ export class Pipeline {
         modelHash: hash,
         modelName: this.name,
         ...(this.vaePath !== undefined ? { vaeHash: vaeHash!, vaeName: this.vaeName! } : {}),
-        ...(options.image !== undefined ? { strength: o.strength } : {}),
+        ...(options.image !== undefined || options.initLatents !== undefined ? { strength: o.strength } : {}),
         ...(batch > 1 ? { batchSize: batch, batchPos: i } : {}),
         extra,
       }),

@@ -52,6 +52,18 @@ export async function encodePng(img: RgbImage, infotext?: string): Promise<Buffe
   return Buffer.concat([png.subarray(0, idat.start), textChunk('parameters', infotext), png.subarray(idat.start)]);
 }
 
+/** The PNG with its `keyword` text chunks replaced by one holding `text` (before IDAT). */
+export function setPngText(png: Buffer, keyword: string, text: string): Buffer {
+  const chunks = chunkOffsets(png);
+  const idat = chunks.find((c) => c.type === 'IDAT');
+  if (idat === undefined) throw new Error('setPngText(): a PNG without IDAT');
+  const keep = (c: ChunkInfo) => !((c.type === 'tEXt' || c.type === 'iTXt' || c.type === 'zTXt') && c.data.toString('latin1', 0, c.data.indexOf(0)) === keyword);
+  const whole = (c: ChunkInfo) => png.subarray(c.start, c.start + 12 + c.data.length);
+  const before = chunks.filter((c) => c.start < idat.start && keep(c)).map(whole);
+  const after = chunks.filter((c) => c.start >= idat.start && keep(c)).map(whole);
+  return Buffer.concat([PNG_SIGNATURE, ...before, textChunk(keyword, text), ...after]);
+}
+
 interface ChunkInfo {
   type: string;
   start: number; // offset of the length field

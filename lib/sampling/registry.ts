@@ -12,6 +12,7 @@ import {
   euler,
   eulerAncestral,
   heun,
+  levelAt,
   lms,
   plms,
   unipc,
@@ -214,7 +215,7 @@ function makeSampler(name: SamplerName): Sampler {
         output: async (input, t) => {
           opts.signal?.throwIfAborted();
           const out = await model.output(input, t);
-          await opts.onStep?.(++done, total);
+          await opts.onStep?.(++done, total, () => model.x0(out, input, levelAt(schedule.train, t)));
           return out;
         },
       };

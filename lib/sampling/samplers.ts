@@ -4,7 +4,7 @@
 // the generator, the same final latents. Samplers never ask what the network predicts: they ask
 // the Model for the quantity their update needs (x̂0, ε̂ or D), and the Model converts (denoiser.ts).
 import type { Generator, Tensor } from '../tensor';
-import { TRAIN_STEPS, type NoiseSchedule, type Schedule, type ScheduleName, type TimestepSpacing } from './schedules';
+import { sigmaAt, TRAIN_STEPS, type NoiseSchedule, type Schedule, type ScheduleName, type TimestepSpacing } from './schedules';
 
 export type { Schedule, ScheduleName, TimestepSpacing } from './schedules';
 
@@ -62,8 +62,11 @@ export interface SamplerOptions {
   strength?: number;
   /** 4-channel inpainting: keep the unmasked latents after each step, as diffusers does. */
   inpaint?: Inpaint;
-  /** After each model evaluation (i from 1 to total). */
-  onStep?: (i: number, total: number) => void | Promise<void>;
+  /**
+   * After each model evaluation (i from 1 to total); `denoised()` computes that evaluation's
+   * estimate of the clean latents x̂0 (the Model's x0 of its output; for previews), valid during the call.
+   */
+  onStep?: (i: number, total: number, denoised: () => Tensor) => void | Promise<void>;
   /** Checked before each model evaluation; sample() then rejects with signal.reason. */
   signal?: AbortSignal;
 }
@@ -75,8 +78,8 @@ export interface Sampler {
   addNoise(latents: Tensor, noise: Tensor, opts: SamplerOptions): Tensor;
   /** Runs the loop from the starting latents; returns the final latents. */
   sample(model: Model, x: Tensor, opts: SamplerOptions): Promise<Tensor>;
-  /** Number of model evaluations sample() will make. */
-  evaluations(opts: SamplerOptions): number;
+  /** Number of model evaluations sample() will make (counting needs no generator). */
+  evaluations(opts: Omit<SamplerOptions, 'generator'> & { generator?: Generator }): number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,6 +115,13 @@ export function vp(sigma: number): { alpha: number; sigmaT: number; lambda: numb
   const sigmaT = sigma * alpha;
   return { alpha, sigmaT, lambda: Math.log(alpha) - Math.log(sigmaT) };
 }
+
+/**
+ * The noise level of the model input at a (possibly fractional) timestep t of `train`: every
+ * sampler's model input is α·x0 + σ_t·ε there (VE latents reach the model as x/√(σ²+1)), so
+ * Model.x0(out, input, levelAt(train, t)) is the clean-latents estimate of any evaluation.
+ */
+export const levelAt = (train: NoiseSchedule, t: number): NoiseLevel => vp(sigmaAt(t, train));
 
 /** The level of ᾱ as diffusers' discrete schedulers use it: α = √ᾱ, σ_t = √(1 − ᾱ). */
 const level = (abar: number): NoiseLevel => ({ alpha: Math.sqrt(abar), sigmaT: Math.sqrt(1 - abar) });

@@ -120,7 +120,7 @@ export function sigmaToT(sigma: number, train: NoiseSchedule = noiseSchedule()):
 }
 
 /** σ at a fractional timestep: linear interpolation of the training σ (numpy.interp, clamped at the ends). */
-function sigmaAt(t: number, train: NoiseSchedule): number {
+export function sigmaAt(t: number, train: NoiseSchedule): number {
   const s = train.sigmas;
   if (t <= 0) return s[0];
   if (t >= TRAIN_STEPS - 1) return s[TRAIN_STEPS - 1];
