@@ -91,6 +91,13 @@ describe('tiny inpainting matches diffusers (every noise-draw order, fast)', fun
     assert.equal(pipe.family.latentChannels, 4);
   });
 
+  it('its UNet asks for the 5 extra channels by name', async function () {
+    const g = new sd.Generator(3);
+    const [x, ctx] = [g.randn([1, 4, 8, 8]), g.randn([1, 77, 32])];
+    await assert.rejects(pipe.unet.forward(x, 500, ctx), /takes 9 input channels: pass concat with the 5 extra channels/);
+    await assert.rejects(pipe.unet.forward(x, 500, { context: ctx, concat: g.randn([1, 4, 8, 8]) }), /concat must have 5 channels .*got 4/);
+  });
+
   it('UNet with concat: within 1e-4', async function () {
     const out = await pipe.unet.forward(await tinyRef.get('tinyinpaint.unet.x'), await tinyRef.get('tinyinpaint.unet.t'), {
       context: await tinyRef.get('tinyinpaint.unet.ctx'),
@@ -214,6 +221,28 @@ describe('diffusers folders as people have them, and folder errors (tiny preset)
     await assert.rejects(sd.loadPipeline(partial, { device: 'cpu' }), /unet' has no diffusion_pytorch_model\.safetensors.*incomplete/);
   });
 
+  it("a prediction the folder's scheduler names but sdtorch does not know is an error naming it; the prediction option overrides it", async function () {
+    const dir = copy('sample-prediction');
+    const config = path.join(dir, 'scheduler', 'scheduler_config.json');
+    fs.writeFileSync(config, JSON.stringify({ ...JSON.parse(fs.readFileSync(config, 'utf8')), prediction_type: 'sample' }));
+    await assert.rejects(sd.loadPipeline(dir, { device: 'cpu' }), /says its prediction is 'sample' \(scheduler_config\.json prediction_type\).*pass prediction: 'epsilon' or 'v'/);
+    const pipe = await sd.loadPipeline(dir, { device: 'cpu', prediction: 'epsilon' });
+    assert.equal(pipe.family.prediction, 'epsilon');
+    pipe.dispose();
+  });
+
+  it('model_index.json must name an SD 1.x/2.x pipeline: other pipelines, broken JSON and missing parts are refused by name', async function () {
+    const flux = copy('flux');
+    fs.writeFileSync(path.join(flux, 'model_index.json'), JSON.stringify({ _class_name: 'FluxPipeline', transformer: ['diffusers', 'FluxTransformer2DModel'] }));
+    await assert.rejects(sd.loadPipeline(flux, { device: 'cpu' }), /is a FluxPipeline folder; sdtorch loads SD 1\.x and SD 2\.x pipelines/);
+    const broken = copy('broken-index');
+    fs.writeFileSync(path.join(broken, 'model_index.json'), '{ "_class_name": "StableDiffusionPipeline",');
+    await assert.rejects(sd.loadPipeline(broken, { device: 'cpu' }), /model_index\.json' is not valid JSON/);
+    const noVae = copy('no-vae');
+    fs.rmSync(path.join(noVae, 'vae'), { recursive: true });
+    await assert.rejects(sd.loadPipeline(noVae, { device: 'cpu' }), /has no vae\/ folder: the diffusers folder is incomplete/);
+  });
+
   it("vae: a diffusers AutoencoderKL file loads in place of the checkpoint's VAE", async function () {
     const half = Object.fromEntries(Object.entries(randomTensors(undefined, 99)).map(([k, t]) => [k, t.dtype === 'float32' ? t.to('cpu', 'float16') : t]));
     const file = path.join(tmp.dir, 'other-seed.safetensors');
@@ -237,7 +266,7 @@ describe('diffusers folders as people have them, and folder errors (tiny preset)
     await assert.rejects(sd.loadPipeline(checkpoint, { device: 'cpu', vae: sixteen }), /sixteen-channel-vae\.safetensors' is not a VAE for .*latents have 16 channels, this model's have 4/);
     const lora = path.join(tmp.dir, 'not-a-vae.safetensors');
     await sd.saveTensors(lora, { 'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight': new sd.Generator(1).randn([4, 32]) });
-    await assert.rejects(sd.loadPipeline(checkpoint, { device: 'cpu', vae: lora }), /not-a-vae\.safetensors' holds no VAE weights .* looks like lora/);
+    await assert.rejects(sd.loadPipeline(checkpoint, { device: 'cpu', vae: lora }), /not-a-vae\.safetensors' holds no VAE weights .* looks like a LoRA/);
     await assert.rejects(sd.loadPipeline(checkpoint, { device: 'cpu', vae: tmp.dir }), /is a folder; give the VAE file itself/);
   });
 });
@@ -303,6 +332,9 @@ describe("prediction: 'v' overrides the detection", function () {
 
   it("the .ckpt's tensors as a v model give the 768-v file's latents", async function () {
     assert.equal(pipe().family.prediction, 'v');
+    // The override picks the SD 2.x row, default size included.
+    assert.equal(pipe().family.name, 'sd2-v');
+    assert.equal(pipe().family.defaultSize, 768);
     await sameLatents(pipe(), 'txt2img.sd21v.euler');
   });
 });

@@ -155,23 +155,28 @@ Napi::Value ModelWrap::Unet(const Napi::CallbackInfo& info) {
     Args a(info, "unet");
     at::Tensor x = a.tensor("x"), t = a.tensor("t"), ctx = a.tensor("context");
     std::optional<at::Tensor> concat = a.optional_tensor("concat");
-    if (a.has("y")) throw std::invalid_argument("this " + m->family.label + " model takes no vector conditioning y");
+    if (a.has("y")) throw std::invalid_argument("this " + m->family.label + " UNet takes no vector conditioning y");
     const auto& c = m->family.unet;
-    const int64_t extra = concat ? concat->size(1) : 0, channels = c.in - extra;
+    const int64_t extra = c.in - c.out;  // channels joined to x: 5 for inpainting models, else none
     const std::string ctx_shape = "[B, tokens, " + std::to_string(c.context) + "]";
-    check_rank(x, 4, "x", "[B, " + std::to_string(channels) + ", h, w]");
+    check_rank(x, 4, "x", "[B, " + std::to_string(c.out) + ", h, w]");
     check_rank(ctx, 3, "context", ctx_shape);
     if (t.dim() == 0) t = t.expand({x.size(0)});
     if (t.dim() != 1 || t.size(0) != x.size(0)) throw std::invalid_argument("t must have shape [B] matching x");
     if (ctx.size(0) != x.size(0)) throw std::invalid_argument("context batch must match x batch");
-    if (c.in > c.out && !concat)
+    if (extra == 0 && concat)
+      throw std::invalid_argument("this " + m->family.label + " UNet takes no concat (it is not an inpainting model): leave concat out");
+    if (extra > 0 && !concat)
       throw std::invalid_argument("this model's UNet takes " + std::to_string(c.in) + " input channels: pass concat with the " +
-                                  std::to_string(c.in - c.out) + " extra channels");
-    if (concat) check_rank(*concat, 4, "concat", "[B, C, h, w]");
+                                  std::to_string(extra) + " extra channels (mask and masked-image latents)");
+    if (concat) check_rank(*concat, 4, "concat", "[B, " + std::to_string(extra) + ", h, w]");
+    if (concat && concat->size(1) != extra)
+      throw std::invalid_argument("concat must have " + std::to_string(extra) + " channels (mask and masked-image latents), got " +
+                                  std::to_string(concat->size(1)));
     if (concat && (concat->size(0) != x.size(0) || concat->sizes().slice(2) != x.sizes().slice(2)))
       throw std::invalid_argument("concat must match x in batch and size");
-    if (x.size(1) != channels)
-      throw std::invalid_argument("x must have " + std::to_string(channels) + " channels (" + m->family.label + " latents), got " +
+    if (x.size(1) != c.out)
+      throw std::invalid_argument("x must have " + std::to_string(c.out) + " channels (" + m->family.label + " latents), got " +
                                   std::to_string(x.size(1)));
     if (ctx.size(2) != c.context)
       throw std::invalid_argument("context must have shape " + ctx_shape + " (width " + std::to_string(c.context) + "), got width " +

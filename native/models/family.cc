@@ -143,21 +143,38 @@ std::string prediction_name(const std::string& s) {
   throw std::invalid_argument("unknown prediction '" + s + "'; use 'epsilon' or 'v'");
 }
 
-Family detect_family(const TensorFile& file, const std::string& path) {
-  const std::string kind = checkpoint_kind(file);
-  const std::map<std::string, std::string> what = {
-      {"sdxl", "an SDXL checkpoint"}, {"sdxl-inpaint", "an SDXL inpainting checkpoint"},
+std::string describe_kind(const std::string& kind) {
+  static const std::map<std::string, std::string> what = {
+      {"sd1", "an SD 1.x checkpoint"}, {"sd1-inpaint", "an SD 1.x inpainting checkpoint"}, {"sd2", "an SD 2.x checkpoint"},
+      {"sd2-inpaint", "an SD 2.x inpainting checkpoint"}, {"sdxl", "an SDXL checkpoint"}, {"sdxl-inpaint", "an SDXL inpainting checkpoint"},
       {"sd3", "a Stable Diffusion 3 checkpoint (MMDiT)"}, {"flux", "a FLUX checkpoint"},
       {"video", "a video model (Stable Video Diffusion: temporal layers)"}, {"upscaler", "the SD x4 upscaler (7 input channels)"},
       {"lora", "a LoRA (load it with loras: or <lora:name:weight>)"}, {"vae", "a VAE alone (pass it as the vae option)"},
-      {"unet", "a UNet alone"}, {"unknown", "not a Stable Diffusion checkpoint"}};
-  if (auto it = what.find(kind); it != what.end())
-    throw std::runtime_error("'" + path + "' looks like " + it->second +
+      {"unet", "a UNet alone"}, {"unknown", "no Stable Diffusion checkpoint"}};
+  auto it = what.find(kind);
+  return it == what.end() ? kind : it->second;
+}
+
+Family detect_family(const TensorFile& file, const std::string& path, const std::string& prediction) {
+  const std::string kind = checkpoint_kind(file);
+  if (kind != "sd1" && kind != "sd1-inpaint" && kind != "sd2" && kind != "sd2-inpaint")
+    throw std::runtime_error("'" + path + "' looks like " + describe_kind(kind) +
                              "; sdtorch loads SD 1.x and SD 2.x checkpoints (single files with UNet, VAE and text encoder, "
                              "inpainting ones too, or diffusers folders)");
-  // The file's own word on prediction: a diffusers folder's scheduler, ModelSpec metadata.
-  std::string said = metadata(file, "sdtorch.prediction");
-  if (said.empty()) said = metadata(file, "modelspec.prediction_type");
+  // The caller's word, else the file's own: a diffusers folder's scheduler, ModelSpec metadata.
+  std::string said = prediction;
+  for (const char* key : {"sdtorch.prediction", "modelspec.prediction_type"}) {
+    if (!said.empty()) break;
+    said = metadata(file, key);
+    if (said.empty()) continue;
+    try {
+      said = prediction_name(said);
+    } catch (const std::exception&) {
+      throw std::runtime_error("'" + path + "' says its prediction is '" + said + "' (" +
+                               (key[0] == 's' ? "scheduler_config.json prediction_type" : "metadata modelspec.prediction_type") +
+                               "), which sdtorch does not know; pass prediction: 'epsilon' or 'v' (CLI --prediction)");
+    }
+  }
   if (!said.empty()) said = prediction_name(said);
   Family f;
   if (kind == "sd2") {

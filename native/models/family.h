@@ -78,7 +78,13 @@ std::string checkpoint_kind(const TensorFile& file);
 // v-prediction (the 768 model), unless the checkpoint's global_step is 875000 (the 512 base);
 // a diffusers folder's scheduler config or a ModelSpec `modelspec.prediction_type` in the file's
 // metadata, when present, is the file's own word and wins.
-Family detect_family(const TensorFile& file, const std::string& path);
+// `prediction` ("epsilon" | "v", any spelling prediction_name takes; empty: none) is the caller's
+// word and wins over everything, the file's metadata unread; for SD 2.x it also picks the row
+// (epsilon: the 512 base, v: the 768 model).
+Family detect_family(const TensorFile& file, const std::string& path, const std::string& prediction = "");
+
+// What checkpoint_kind's names mean, for messages: "an SD 2.x checkpoint", "a LoRA", ...
+std::string describe_kind(const std::string& kind);
 
 // "epsilon" | "v" from the ways users and files spell it ("eps", "v_prediction", ...); throws otherwise.
 std::string prediction_name(const std::string& spelling);

@@ -101,6 +101,17 @@ TensorFile read_diffusers_folder(const std::string& dir) {
   if (!is_file(dir + "/model_index.json"))
     throw std::runtime_error("'" + dir + "' is a folder without model_index.json; give a checkpoint file (.safetensors, .ckpt) "
                              "or a diffusers folder (model_index.json, unet/, vae/, text_encoder/)");
+  // model_index.json names the pipeline: only SD 1.x/2.x ones (txt2img, img2img, inpaint) load here.
+  const json::Value index = read_json(dir + "/model_index.json");
+  const json::Value* cls = index.find("_class_name");
+  if (index.kind != json::Value::Object || !cls || cls->kind != json::Value::String)
+    throw std::runtime_error("'" + dir + "/model_index.json' does not name a pipeline (_class_name); is this a diffusers folder?");
+  if (!starts(cls->str, "StableDiffusion") || cls->str.find("XL") != std::string::npos || cls->str.find("3") != std::string::npos ||
+      cls->str.find("Upscale") != std::string::npos || cls->str.find("Video") != std::string::npos)
+    throw std::runtime_error("'" + dir + "' is a " + cls->str + " folder; sdtorch loads SD 1.x and SD 2.x pipelines (StableDiffusionPipeline and its img2img/inpaint variants)");
+  for (const char* part : {"unet", "vae", "text_encoder"})
+    if (!is_dir(dir + "/" + part))
+      throw std::runtime_error("'" + dir + "' has no " + part + "/ folder: the diffusers folder is incomplete");
   TensorFile out;
   out.format = "diffusers";
   const json::Value unet_cfg = read_json(dir + "/unet/config.json");
@@ -139,7 +150,12 @@ TensorFile read_model(const std::string& path) { return is_dir(path) ? read_diff
 
 void replace_vae(TensorFile& model, const std::string& vae_path, const Family& family) {
   if (is_dir(vae_path)) throw std::runtime_error("vae: '" + vae_path + "' is a folder; give the VAE file itself (e.g. vae/diffusion_pytorch_model.safetensors)");
-  TensorFile file = load_tensor_file(vae_path);
+  TensorFile file;
+  try {
+    file = load_tensor_file(vae_path);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("vae: ") + e.what());
+  }
   std::unordered_map<std::string, at::Tensor> vae;  // LDM name below first_stage_model. -> tensor
   for (auto& [k, t] : file.tensors) {
     std::string name = starts(k, kVaePrefix) ? k.substr(std::char_traits<char>::length(kVaePrefix)) : k;
@@ -149,8 +165,8 @@ void replace_vae(TensorFile& model, const std::string& vae_path, const Family& f
     vae.emplace(name, t);
   }
   if (vae.empty())
-    throw std::runtime_error("vae: '" + vae_path + "' holds no VAE weights (encoder.*, decoder.*, or first_stage_model.*); it looks like " +
-                             checkpoint_kind(file));
+    throw std::runtime_error("vae: '" + vae_path + "' holds no VAE weights (encoder.*, decoder.*, or first_stage_model.*): it looks like " +
+                             describe_kind(checkpoint_kind(file)));
   // Latent channels first: the usual mistake (an SD3/FLUX VAE, 16 channels), said as such.
   if (auto it = vae.find("decoder.conv_in.weight"); it != vae.end() && it->second.dim() == 4 && it->second.size(1) != family.vae.z)
     throw std::runtime_error("vae: '" + vae_path + "' is not a VAE for " + family.label + ": its latents have " +

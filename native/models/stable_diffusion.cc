@@ -55,8 +55,7 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   // Other key layouts of the same weights load under the names below (models/keys.h, sources.h).
   TensorFile file = with_canonical_keys(read_model(path), path);
   auto sd = std::make_shared<StableDiffusion>();
-  sd->family = detect_family(file, path);
-  if (!request.prediction.empty()) sd->family.prediction = prediction_name(request.prediction);
+  sd->family = detect_family(file, path, request.prediction);
   if (!request.vae.empty()) {
     replace_vae(file, request.vae, sd->family);
     sd->vae_path = request.vae;
