@@ -56,6 +56,17 @@ describe('sdtorch CLI', function () {
     assert.match(readPngText(fs.readFileSync(path.join(dir, 'i2i-1.png'))).parameters!, /Denoising strength: 0\.5/);
   });
 
+  it('--weights takes a diffusers folder; a folder without model_index.json is a clear error', function () {
+    const folder = path.join(repoRoot, 'test', 'fixtures', 'diffusers-tiny-safetensors');
+    const out = path.join(dir, 'diffusers.png');
+    const r = run(['generate', 'a cat', '--weights', folder, '--steps', '2', '--seed', '1', '--width', '32', '--height', '32', '--out', out]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.trim(), out);
+    const bad = run(['generate', 'a cat', '--weights', dir, '--steps', '2']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /is neither a checkpoint file nor a diffusers folder \(no model_index\.json in it\)/);
+  });
+
   it('uses SDTORCH_WEIGHTS when no --weights is given', function () {
     const r = run(['generate', 'x', '--steps', '1', '--seed', '1', '--width', '16', '--height', '16', '--out', path.join(dir, 'env.png')], { SDTORCH_WEIGHTS: weights });
     assert.equal(r.code, 0, r.err);
