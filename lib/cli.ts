@@ -36,7 +36,9 @@ const USAGE = `Usage:
                            inpainting (default: SDTORCH_WEIGHTS, else SD 1.5 from the Hub)
       --prediction P       epsilon | v: what the UNet predicts, when the file cannot tell (SD 2 768-v)
       --vae FILE           a separate VAE in place of the checkpoint's
-      --out PATH           output PNG (default sdtorch-<seed>.png; numbered, never overwritten)
+      --out PATH           output PNG, or an existing folder for sdtorch-<seed>.png (the default, here);
+                           .png is added when PATH has none; a batch adds -1, -2, ...; a name
+                           taken already gets a number (never overwritten without --overwrite)
       --overwrite          replace existing files
       --device D           auto | cpu | cuda | cuda:N (default auto)
       --dtype T            float32 | float16 | bfloat16 (default: float16 on CUDA, float32 on CPU)
@@ -151,6 +153,29 @@ const GENERATE_OPTIONS = {
   'timestep-spacing': { type: 'string' },
 } as const;
 
+/** Image extensions other than PNG: refused for --out, since sdtorch writes PNG only. */
+const NOT_PNG = ['.jpg', '.jpeg', '.webp', '.gif', '.bmp', '.tif', '.tiff', '.avif', '.heic'];
+
+/**
+ * Where generate's images go, checked before the model loads. --out DIR (an existing folder, or a
+ * path ending in '/') holds sdtorch-<seed>.png; --out NAME gets '.png' when it has no PNG
+ * extension; the i-th image of a batch (i >= 1) is <name>-<i>.png beside the first.
+ */
+function outputNames(out: string | undefined): (seed: number | bigint, i: number) => string {
+  const full = path.resolve(out ?? '.');
+  const isDir = out === undefined || /[\\/]$/.test(out) || fs.statSync(full, { throwIfNoEntry: false })?.isDirectory() === true;
+  const folder = isDir ? full : path.dirname(full);
+  const shown = out === undefined ? '.' : isDir ? out.replace(/(.)[\\/]+$/, '$1') : path.dirname(out);
+  const st = fs.statSync(folder, { throwIfNoEntry: false });
+  if (st === undefined) throw new Error(`--out ${out}: folder ${shown} does not exist (create it first, or write elsewhere)`);
+  if (!st.isDirectory()) throw new Error(`--out ${out}: ${shown} is not a folder`);
+  const ext = path.extname(full).toLowerCase();
+  if (!isDir && NOT_PNG.includes(ext)) throw new Error(`--out ${out}: sdtorch writes PNG only (with the generation parameters in it): name the file .png, or give no extension`);
+  const [stem, png] = ext === '.png' ? [full.slice(0, -ext.length), path.extname(full)] : [full, '.png'];
+  const n = (i: number) => (i === 0 ? '' : `-${i}`);
+  return (seed, i) => (isDir ? path.join(folder, `sdtorch-${seed}${n(i)}.png`) : `${stem}${n(i)}${png}`);
+}
+
 /** --lora FILE[:WEIGHT] (weight 1 when absent; the last ':' splits, so paths may hold ':'). */
 function loraArg(v: string): { path: string; weight: number } {
   const m = /^(.*):(-?\d*\.?\d+)$/.exec(v);
@@ -166,6 +191,7 @@ async function generate(args: string[]): Promise<void> {
   const from = values['from-png'] !== undefined ? fromPng(values['from-png']) : undefined;
   const prompt = positionals.join(' ') || from?.prompt || '';
   if (!prompt) throw new Error('generate needs a prompt: sdtorch generate "a photo of a cat" (or --from-png image.png)');
+  const outName = outputNames(values.out);
   if (values.strength !== undefined && values['init-image'] === undefined)
     throw new Error('--strength applies to img2img only: add --init-image FILE, or leave --strength out');
   if (values.mask !== undefined && values['init-image'] === undefined)
@@ -223,11 +249,9 @@ async function generate(args: string[]): Promise<void> {
     ...(timestepSpacing !== undefined ? { timestepSpacing } : {}),
     onProgress: progressBar,
   });
-  const first = path.resolve(values.out ?? `sdtorch-${res.seed}.png`);
   const overwrite = values.overwrite ?? false;
   for (const [i, png] of res.images.entries()) {
-    const ext = path.extname(first) || '.png';
-    const base = i === 0 ? first : `${first.slice(0, first.length - ext.length)}-${i}${ext}`;
+    const base = outName(res.seed, i);
     const file = overwrite ? base : uniquePath(base);
     await writeFileAtomic(file, png, { overwrite });
     console.log(file);

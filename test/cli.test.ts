@@ -48,6 +48,38 @@ describe('sdtorch CLI', function () {
     assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp')), []);
   });
 
+  it('--out: a folder, a name without extension, a missing folder, a JPEG name', function () {
+    const tiny = ['--steps', '1', '--seed', '7', '--width', '16', '--height', '16', '--weights', weights];
+    const work = fs.mkdtempSync(path.join(dir, 'out-'));
+    fs.mkdirSync(path.join(work, 'b3'));
+    const d = run(['generate', 'x', ...tiny, '--batch', '2', '--out', 'b3/'], {}, work);
+    assert.equal(d.code, 0, d.err);
+    assert.deepEqual(d.out.trim().split('\n'), [path.join(work, 'b3', 'sdtorch-7.png'), path.join(work, 'b3', 'sdtorch-7-1.png')]);
+    assert.deepEqual(fs.readdirSync(work).sort(), ['b3']);
+    // An existing folder named without the trailing '/' is a folder too.
+    const d2 = run(['generate', 'x', ...tiny, '--out', 'b3'], {}, work);
+    assert.equal(d2.out.trim(), path.join(work, 'b3', 'sdtorch-7-2.png'), d2.err);
+    fs.mkdirSync(path.join(work, 'demo'));
+    const unrelated = path.join(work, 'demo', 'my-1.png');
+    fs.writeFileSync(unrelated, 'not an image of this run');
+    const e = run(['generate', 'x', ...tiny, '--batch', '2', '--out', 'demo/myrun', '--overwrite'], {}, work);
+    assert.equal(e.code, 0, e.err);
+    assert.deepEqual(e.out.trim().split('\n'), [path.join(work, 'demo', 'myrun.png'), path.join(work, 'demo', 'myrun-1.png')]);
+    assert.equal(fs.readFileSync(unrelated, 'utf8'), 'not an image of this run');
+    assert.deepEqual(fs.readdirSync(path.join(work, 'demo')).sort(), ['my-1.png', 'myrun-1.png', 'myrun.png']);
+    for (const [out, re] of [
+      ['nodir/x.png', /--out nodir\/x\.png: folder nodir does not exist/],
+      ['nodir/', /--out nodir\/: folder nodir does not exist/],
+      ['x.jpg', /--out x\.jpg: sdtorch writes PNG only .*name the file \.png, or give no extension/],
+    ]) {
+      const r = run(['generate', 'x', ...tiny, '--out', out as string], {}, work);
+      assert.equal(r.code, 1, out as string);
+      assert.match(r.err, re as RegExp);
+      assert.doesNotMatch(r.err, /ENOENT/);
+    }
+    assert.deepEqual(fs.readdirSync(work).sort(), ['b3', 'demo']);
+  });
+
   it('batch and img2img', function () {
     const init = path.join(repoRoot, 'test', 'fixtures', 'img2img-init.png');
     const r = run(['generate', 'x', '--steps', '2', '--seed', '5', '--batch', '2', '--init-image', init, '--strength', '0.5', '--weights', weights, '--out', path.join(dir, 'i2i.png')]);
