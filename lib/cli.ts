@@ -10,7 +10,7 @@ import { EMPHASIS, type Emphasis } from './text/conditioning';
 import { uniquePath, writeFileAtomic } from './util/fs';
 import { loadPipeline, systemInfo } from './index';
 import { native } from './native/load';
-import type { Progress } from './generate/options';
+import { INPAINT_DEFAULTS, type Progress } from './generate/options';
 import { samplerNames } from './sampling/registry';
 import { build, setup } from './native/setup';
 
@@ -196,15 +196,22 @@ async function generate(args: string[]): Promise<void> {
     throw new Error('--strength applies to img2img only: add --init-image FILE, or leave --strength out');
   if (values.mask !== undefined && values['init-image'] === undefined)
     throw new Error('--mask needs the image to inpaint: add --init-image FILE (the mask says which of its pixels to repaint, white = repaint)');
-  for (const flag of ['mask-blur', 'inpaint-area', 'inpaint-padding'] as const)
-    if (values[flag] !== undefined && values.mask === undefined) throw new Error(`--${flag} applies to inpainting only: add --mask FILE, or leave --${flag} out`);
   const prediction = oneOf(values.prediction, 'prediction', ['epsilon', 'v'] as const);
-  const inpaintArea = oneOf(values['inpaint-area'], 'inpaint-area', ['whole', 'masked'] as const) ?? (values.mask !== undefined ? from?.inpaintArea : undefined);
+  const inpaintFlags = {
+    maskBlur: pixels(values['mask-blur'], 'mask-blur'),
+    inpaintArea: oneOf(values['inpaint-area'], 'inpaint-area', ['whole', 'masked'] as const),
+    inpaintPadding: pixels(values['inpaint-padding'], 'inpaint-padding'),
+  };
+  // Their defaults are accepted anywhere: they change nothing.
+  for (const [key, flag] of [['maskBlur', 'mask-blur'], ['inpaintArea', 'inpaint-area'], ['inpaintPadding', 'inpaint-padding']] as const)
+    if (inpaintFlags[key] !== undefined && inpaintFlags[key] !== INPAINT_DEFAULTS[key] && values.mask === undefined)
+      throw new Error(`--${flag} applies to inpainting only: add --mask FILE, or leave --${flag} out`);
+  const inpaintArea = inpaintFlags.inpaintArea ?? (values.mask !== undefined ? from?.inpaintArea : undefined);
   const timestepSpacing = oneOf(values['timestep-spacing'], 'timestep-spacing', ['leading', 'linspace', 'trailing'] as const) ?? from?.timestepSpacing;
   const rescaleCfg = number(values['rescale-cfg'], 'rescale-cfg') ?? from?.rescaleCfg;
   const zeroTerminalSnr = values['zero-terminal-snr'] ?? from?.zeroTerminalSnr;
-  const maskBlur = pixels(values['mask-blur'], 'mask-blur') ?? (values.mask !== undefined ? from?.maskBlur : undefined);
-  const inpaintPadding = pixels(values['inpaint-padding'], 'inpaint-padding') ?? (inpaintArea === 'masked' ? from?.inpaintPadding : undefined);
+  const maskBlur = inpaintFlags.maskBlur ?? (values.mask !== undefined ? from?.maskBlur : undefined);
+  const inpaintPadding = inpaintFlags.inpaintPadding ?? (inpaintArea === 'masked' ? from?.inpaintPadding : undefined);
   if (values.dtype !== undefined && !(DTYPES as readonly string[]).includes(values.dtype))
     throw new Error(`--dtype must be one of ${DTYPES.join(', ')}, got '${values.dtype}'`);
   if (values.seed !== undefined && !/^(-1|\d+)$/.test(values.seed))

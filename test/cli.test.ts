@@ -156,6 +156,19 @@ describe('sdtorch CLI', function () {
     }
   });
 
+  it('accepts the inpainting flags\' defaults anywhere; refuses other values without --mask', function () {
+    const tiny = ['--steps', '1', '--seed', '2', '--width', '16', '--height', '16', '--weights', weights];
+    const t = run(['generate', 'x', ...tiny, '--mask-blur', '0', '--inpaint-area', 'whole', '--inpaint-padding', '32', '--out', path.join(dir, 'defaults.png')]);
+    assert.equal(t.code, 0, t.err);
+    const image = path.join(repoRoot, 'test', 'fixtures', 'inpaint', 'image.png');
+    const mask = path.join(repoRoot, 'test', 'fixtures', 'inpaint', 'mask.png');
+    const i = run(['generate', 'x', ...tiny, '--init-image', image, '--mask', mask, '--inpaint-padding', '32', '--out', path.join(dir, 'defaults-inpaint.png')]);
+    assert.equal(i.code, 0, i.err);
+    const p = run(['generate', 'x', ...tiny, '--inpaint-padding', '8']);
+    assert.equal(p.code, 1);
+    assert.match(p.err, /--inpaint-padding applies to inpainting only: add --mask FILE, or leave --inpaint-padding out/);
+  });
+
   it('says what was wrong with bad options', function () {
     const r = run(['generate', 'x', '--width', '100', '--weights', weights]);
     assert.equal(r.code, 1);
