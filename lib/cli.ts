@@ -327,6 +327,18 @@ async function worker(args: string[]): Promise<void> {
   onShutdown('worker', () => w.close());
 }
 
+/** What `sdtorch info` says of files that are not whole checkpoints but that sdtorch uses. */
+const ADD_ONS: Record<string, string> = {
+  vae: 'a VAE: use it with --vae FILE (loadPipeline(model, { vae }))',
+  lora: 'a LoRA: use it with --lora FILE:W or <lora:name:W>',
+};
+
+/** The diffusers folder (holding model_index.json) that `file` is part of, if any. */
+function diffusersFolderOf(file: string): string | undefined {
+  const dir = path.dirname(path.resolve(file));
+  return [dir, path.dirname(dir)].find((d) => fs.existsSync(path.join(d, 'model_index.json')));
+}
+
 async function info(args: string[]): Promise<void> {
   if (args[0] === '--system') {
     console.log(JSON.stringify({ ...systemInfo(), node: process.version, platform: `${process.platform}-${process.arch}` }, null, 2));
@@ -334,6 +346,12 @@ async function info(args: string[]): Promise<void> {
   }
   const file = args[0];
   if (!file) throw new Error('info needs a file: sdtorch info model.safetensors | image.png');
+  const folder = fs.statSync(file).isDirectory() ? undefined : diffusersFolderOf(file);
+  if (folder !== undefined && path.extname(file).toLowerCase() === '.json') {
+    const shown = path.relative('.', folder) || '.';
+    console.log(`${file} is part of the diffusers folder ${shown}: pass the folder itself (sdtorch info ${shown}, --weights ${shown})`);
+    return;
+  }
   const head = Buffer.alloc(8);
   if (!fs.statSync(file).isDirectory()) {
     const fd = fs.openSync(file, 'r');
@@ -353,7 +371,9 @@ async function info(args: string[]): Promise<void> {
     g.params += t.numel;
     g.dtypes.add(t.dtype);
   }
-  const loads = f.preset ? `${f.label} (preset ${f.preset}), ${f.prediction === 'v' ? 'v-prediction' : 'epsilon prediction'}, ${f.defaultSize}x${f.defaultSize}` : 'not loadable by sdtorch';
+  const loads = f.preset
+    ? `${f.label} (preset ${f.preset}), ${f.prediction === 'v' ? 'v-prediction' : 'epsilon prediction'}, ${f.defaultSize}x${f.defaultSize}`
+    : (ADD_ONS[f.family] ?? (folder !== undefined ? `part of the diffusers folder ${path.relative('.', folder) || '.'}: pass the folder itself` : 'not loadable by sdtorch'));
   console.log(`${file}\n  format: ${f.format}\n  family: ${f.family}\n  loads as: ${loads}\n  tensors: ${f.tensors.length}`);
   for (const [name, g] of Object.entries(groups))
     console.log(`  ${name}: ${(g.params / 1e6).toFixed(1)}M parameters (${[...g.dtypes].join(', ')})`);

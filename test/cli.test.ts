@@ -191,6 +191,23 @@ describe('sdtorch CLI', function () {
     assert.match(p.out, /Sampler: Euler a/);
   });
 
+  it('info says how to use a VAE or a LoRA file, and to pass a diffusers folder rather than its files', function () {
+    const folder = path.join(repoRoot, 'test', 'fixtures', 'diffusers-tiny-safetensors');
+    const vae = run(['info', path.join(folder, 'vae', 'diffusion_pytorch_model.safetensors')]);
+    assert.equal(vae.code, 0, vae.err);
+    assert.match(vae.out, /loads as: a VAE: use it with --vae FILE \(loadPipeline\(model, \{ vae \}\)\)/);
+    const lora = run(['info', path.join(repoRoot, 'test', 'fixtures', 'lora', 'tiny-loha.safetensors')]);
+    assert.equal(lora.code, 0, lora.err);
+    assert.match(lora.out, /loads as: a LoRA: use it with --lora FILE:W or <lora:name:W>/);
+    for (const json of ['model_index.json', path.join('unet', 'config.json')]) {
+      const r = run(['info', path.join(folder, json)], {}, repoRoot);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /is part of the diffusers folder test\/fixtures\/diffusers-tiny-safetensors: pass the folder itself/);
+    }
+    const te = run(['info', path.join(folder, 'text_encoder', 'model.safetensors')], {}, repoRoot);
+    assert.match(te.out, /loads as: part of the diffusers folder test\/fixtures\/diffusers-tiny-safetensors: pass the folder itself/);
+  });
+
   it('info --system reports libtorch and the binary', function () {
     const r = run(['info', '--system']);
     assert.equal(r.code, 0, r.err);
