@@ -176,6 +176,27 @@ function outputNames(out: string | undefined): (seed: number | bigint, i: number
   return (seed, i) => (isDir ? path.join(folder, `sdtorch-${seed}${n(i)}.png`) : `${stem}${n(i)}${png}`);
 }
 
+/** generate()'s option names and the CLI flags that set them, for error messages. */
+const FLAGS: Record<string, string> = {
+  image: 'init-image', mask: 'mask', steps: 'steps', strength: 'strength', width: 'width', height: 'height', sampler: 'sampler',
+  cfgScale: 'cfg', negativePrompt: 'negative', batchSize: 'batch', clipSkip: 'clip-skip', maskBlur: 'mask-blur',
+  inpaintArea: 'inpaint-area', inpaintPadding: 'inpaint-padding', rescaleCfg: 'rescale-cfg', zeroTerminalSnr: 'zero-terminal-snr',
+  timestepSpacing: 'timestep-spacing', embeddingDirs: 'embeddings', loraDirs: 'lora-dir', loras: 'lora',
+};
+/** Names that are English words too: a flag only at the start or after "pass", "and", ... */
+const PLAIN_WORDS = new Set(['image', 'mask', 'steps', 'strength', 'width', 'height', 'sampler']);
+const FLAG_NAMES = new RegExp(`(pass |raise |leave |either |and |or )?\\b(${Object.keys(FLAGS).join('|')})\\b`, 'g');
+
+/** A generate() error in the CLI's words: "generate(): rescaleCfg must be ..." -> "--rescale-cfg must be ...". */
+function inFlags(e: Error): Error {
+  const message = e.message
+    .replace(/^generate\(\): /, '')
+    .replace(FLAG_NAMES, (m, before: string | undefined, name: string, at: number) =>
+      before === undefined && at > 0 && PLAIN_WORDS.has(name) ? m : `${before ?? ''}--${FLAGS[name]}`)
+    .replace(/(--[a-z-]+):? '([^' ]+)'/g, '$1 $2');
+  return message === e.message ? e : Object.assign(new (e.constructor as ErrorConstructor)(message, { cause: e }));
+}
+
 /** --lora FILE[:WEIGHT] (weight 1 when absent; the last ':' splits, so paths may hold ':'). */
 function loraArg(v: string): { path: string; weight: number } {
   const m = /^(.*):(-?\d*\.?\d+)$/.exec(v);
@@ -255,6 +276,8 @@ async function generate(args: string[]): Promise<void> {
     ...(zeroTerminalSnr !== undefined ? { zeroTerminalSnr } : {}),
     ...(timestepSpacing !== undefined ? { timestepSpacing } : {}),
     onProgress: progressBar,
+  }).catch((e: Error) => {
+    throw inFlags(e);
   });
   const overwrite = values.overwrite ?? false;
   for (const [i, png] of res.images.entries()) {
@@ -381,7 +404,8 @@ async function info(args: string[]): Promise<void> {
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
-  switch (command) {
+  const help = rest.includes('--help') || rest.includes('-h');
+  switch (help ? '--help' : command) {
     case 'generate': return generate(rest);
     case 'info': return info(rest);
     case 'serve': return serve(rest);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readPngText } from '../lib/image/png';
-import { tinyCheckpoint } from './tiny';
+import { tinyCheckpoint, tinyInpaintCheckpoint } from './tiny';
 import { repoRoot } from './weights';
 
 const cli = path.join(repoRoot, 'dist', 'cli.js');
@@ -147,12 +147,14 @@ describe('sdtorch CLI', function () {
       [['--init-image', image, '--mask', mask, '--inpaint-area', 'some'], /--inpaint-area must be one of whole, masked, got 'some'/],
       [['--prediction', 'x0'], /--prediction must be one of epsilon, v, got 'x0'/],
       [['--timestep-spacing', 'even'], /--timestep-spacing must be one of leading, linspace, trailing, got 'even'/],
-      [['--rescale-cfg', '2'], /rescaleCfg must be a number from 0 \(off\) to 1, got 2/],
-      [['--sampler', 'heun', '--zero-terminal-snr'], /sampler 'heun' cannot use zero terminal SNR/],
+      [['--rescale-cfg', '2'], /sdtorch: --rescale-cfg must be a number from 0 \(off\) to 1, got 2/],
+      [['--sampler', 'heun', '--zero-terminal-snr'], /sdtorch: --sampler heun cannot use zero terminal SNR/],
+      [['--init-image', image, '--mask', mask, '--inpaint-padding', '8'], /--inpaint-padding applies to --inpaint-area masked only: pass --inpaint-area masked too, or leave --inpaint-padding out/],
     ] as Array<[string[], RegExp]>) {
       const r = run(['generate', 'x', '--steps', '2', '--width', '16', '--height', '16', '--weights', weights, ...args]);
       assert.equal(r.code, 1, args.join(' '));
       assert.match(r.err, re);
+      assert.doesNotMatch(r.err, /generate\(\)|rescaleCfg|inpaintPadding|inpaintArea/);
     }
   });
 
@@ -167,6 +169,12 @@ describe('sdtorch CLI', function () {
     const p = run(['generate', 'x', ...tiny, '--inpaint-padding', '8']);
     assert.equal(p.code, 1);
     assert.match(p.err, /--inpaint-padding applies to inpainting only: add --mask FILE, or leave --inpaint-padding out/);
+  });
+
+  it('an inpainting checkpoint without --init-image and --mask says which flags to add', async function () {
+    const r = run(['generate', 'x', '--steps', '1', '--width', '16', '--height', '16', '--weights', await tinyInpaintCheckpoint()]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /^sdtorch: this checkpoint is an inpainting model \(its UNet takes 9 input channels\): pass --init-image and --mask \(white = repaint\)$/m);
   });
 
   it('says what was wrong with bad options', function () {
@@ -220,6 +228,11 @@ describe('sdtorch CLI', function () {
   it('--help lists the commands and samplers', function () {
     const r = run(['--help']);
     assert.equal(r.code, 0);
+    for (const command of ['generate', 'serve', 'info']) {
+      const c = run([command, '--help']);
+      assert.equal(c.code, 0, c.err);
+      assert.match(c.out, /^Usage:/);
+    }
     assert.match(r.out, /sdtorch generate/);
     assert.match(r.out, /dpmpp_2m_sde/);
   });
