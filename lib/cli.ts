@@ -22,10 +22,12 @@ const USAGE = `Usage:
       --sampler NAME       ${samplerNames.join(', ')} or an A1111 name (default euler_a)
       --schedule S         default | karras
       --seed N             0 to 2^64-1; -1 or none: random (printed)
-      --width W --height H multiples of 8 (default 512)
+      --width W --height H multiples of 8 (default: the model's size, 512 for SD 1.x, 768 for SD 2.x 768-v;
+                           with --init-image: the image's size rounded down to multiples of 8)
       --batch N            images per prompt (default 1)
       --init-image FILE --strength X   img2img (strength default 0.8; 1 with --mask)
-      --mask FILE          inpainting: white = repaint, black = keep (any size; needs --init-image)
+      --mask FILE          inpainting: white = repaint, black = keep (any size, PNG rather than JPEG;
+                           needs --init-image)
       --mask-blur N        Gaussian blur of the mask in pixels (A1111's "Mask blur"; default 0)
       --inpaint-area A     whole | masked (A1111's "Only masked": the mask's box at --width x --height)
       --inpaint-padding N  pixels around the mask's box with --inpaint-area masked (default 32)
