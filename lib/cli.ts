@@ -10,7 +10,7 @@ import { EMPHASIS, type Emphasis } from './text/conditioning';
 import { uniquePath, writeFileAtomic } from './util/fs';
 import { loadPipeline, systemInfo } from './index';
 import { native } from './native/load';
-import type { Progress } from './generate/options';
+import { INPAINT_DEFAULTS, type Progress } from './generate/options';
 import { samplerNames } from './sampling/registry';
 import { build, setup } from './native/setup';
 
@@ -22,10 +22,12 @@ const USAGE = `Usage:
       --sampler NAME       ${samplerNames.join(', ')} or an A1111 name (default euler_a)
       --schedule S         default | karras
       --seed N             0 to 2^64-1; -1 or none: random (printed)
-      --width W --height H multiples of 8 (default 512)
+      --width W --height H multiples of 8 (default: the model's size, 512 for SD 1.x, 768 for SD 2.x 768-v;
+                           with --init-image: the image's size rounded down to multiples of 8)
       --batch N            images per prompt (default 1)
       --init-image FILE --strength X   img2img (strength default 0.8; 1 with --mask)
-      --mask FILE          inpainting: white = repaint, black = keep (any size; needs --init-image)
+      --mask FILE          inpainting: white = repaint, black = keep (any size, PNG rather than JPEG;
+                           needs --init-image)
       --mask-blur N        Gaussian blur of the mask in pixels (A1111's "Mask blur"; default 0)
       --inpaint-area A     whole | masked (A1111's "Only masked": the mask's box at --width x --height)
       --inpaint-padding N  pixels around the mask's box with --inpaint-area masked (default 32)
@@ -36,7 +38,9 @@ const USAGE = `Usage:
                            inpainting (default: SDTORCH_WEIGHTS, else SD 1.5 from the Hub)
       --prediction P       epsilon | v: what the UNet predicts, when the file cannot tell (SD 2 768-v)
       --vae FILE           a separate VAE in place of the checkpoint's
-      --out PATH           output PNG (default sdtorch-<seed>.png; numbered, never overwritten)
+      --out PATH           output PNG, or an existing folder for sdtorch-<seed>.png (the default, here);
+                           .png is added when PATH has none; a batch adds -1, -2, ...; a name
+                           taken already gets a number (never overwritten without --overwrite)
       --overwrite          replace existing files
       --device D           auto | cpu | cuda | cuda:N (default auto)
       --dtype T            float32 | float16 | bfloat16 (default: float16 on CUDA, float32 on CPU)
@@ -151,6 +155,50 @@ const GENERATE_OPTIONS = {
   'timestep-spacing': { type: 'string' },
 } as const;
 
+/** Image extensions other than PNG: refused for --out, since sdtorch writes PNG only. */
+const NOT_PNG = ['.jpg', '.jpeg', '.webp', '.gif', '.bmp', '.tif', '.tiff', '.avif', '.heic'];
+
+/**
+ * Where generate's images go, checked before the model loads. --out DIR (an existing folder, or a
+ * path ending in '/') holds sdtorch-<seed>.png; --out NAME gets '.png' when it has no PNG
+ * extension; the i-th image of a batch (i >= 1) is <name>-<i>.png beside the first.
+ */
+function outputNames(out: string | undefined): (seed: number | bigint, i: number) => string {
+  const full = path.resolve(out ?? '.');
+  const isDir = out === undefined || /[\\/]$/.test(out) || fs.statSync(full, { throwIfNoEntry: false })?.isDirectory() === true;
+  const folder = isDir ? full : path.dirname(full);
+  const shown = out === undefined ? '.' : isDir ? out.replace(/(.)[\\/]+$/, '$1') : path.dirname(out);
+  const st = fs.statSync(folder, { throwIfNoEntry: false });
+  if (st === undefined) throw new Error(`--out ${out}: folder ${shown} does not exist (create it first, or write elsewhere)`);
+  if (!st.isDirectory()) throw new Error(`--out ${out}: ${shown} is not a folder`);
+  const ext = path.extname(full).toLowerCase();
+  if (!isDir && NOT_PNG.includes(ext)) throw new Error(`--out ${out}: sdtorch writes PNG only (with the generation parameters in it): name the file .png, or give no extension`);
+  const [stem, png] = ext === '.png' ? [full.slice(0, -ext.length), path.extname(full)] : [full, '.png'];
+  const n = (i: number) => (i === 0 ? '' : `-${i}`);
+  return (seed, i) => (isDir ? path.join(folder, `sdtorch-${seed}${n(i)}.png`) : `${stem}${n(i)}${png}`);
+}
+
+/** generate()'s option names and the CLI flags that set them, for error messages. */
+const FLAGS: Record<string, string> = {
+  image: 'init-image', mask: 'mask', steps: 'steps', strength: 'strength', width: 'width', height: 'height', sampler: 'sampler',
+  cfgScale: 'cfg', negativePrompt: 'negative', batchSize: 'batch', clipSkip: 'clip-skip', maskBlur: 'mask-blur',
+  inpaintArea: 'inpaint-area', inpaintPadding: 'inpaint-padding', rescaleCfg: 'rescale-cfg', zeroTerminalSnr: 'zero-terminal-snr',
+  timestepSpacing: 'timestep-spacing', embeddingDirs: 'embeddings', loraDirs: 'lora-dir', loras: 'lora',
+};
+/** Names that are English words too: a flag only at the start or after "pass", "and", ... */
+const PLAIN_WORDS = new Set(['image', 'mask', 'steps', 'strength', 'width', 'height', 'sampler']);
+const FLAG_NAMES = new RegExp(`(pass |raise |leave |either |and |or )?\\b(${Object.keys(FLAGS).join('|')})\\b`, 'g');
+
+/** A generate() error in the CLI's words: "generate(): rescaleCfg must be ..." -> "--rescale-cfg must be ...". */
+function inFlags(e: Error): Error {
+  const message = e.message
+    .replace(/^generate\(\): /, '')
+    .replace(FLAG_NAMES, (m, before: string | undefined, name: string, at: number) =>
+      before === undefined && at > 0 && PLAIN_WORDS.has(name) ? m : `${before ?? ''}--${FLAGS[name]}`)
+    .replace(/(--[a-z-]+):? '([^' ]+)'/g, '$1 $2');
+  return message === e.message ? e : Object.assign(new (e.constructor as ErrorConstructor)(message, { cause: e }));
+}
+
 /** --lora FILE[:WEIGHT] (weight 1 when absent; the last ':' splits, so paths may hold ':'). */
 function loraArg(v: string): { path: string; weight: number } {
   const m = /^(.*):(-?\d*\.?\d+)$/.exec(v);
@@ -166,19 +214,27 @@ async function generate(args: string[]): Promise<void> {
   const from = values['from-png'] !== undefined ? fromPng(values['from-png']) : undefined;
   const prompt = positionals.join(' ') || from?.prompt || '';
   if (!prompt) throw new Error('generate needs a prompt: sdtorch generate "a photo of a cat" (or --from-png image.png)');
+  const outName = outputNames(values.out);
   if (values.strength !== undefined && values['init-image'] === undefined)
     throw new Error('--strength applies to img2img only: add --init-image FILE, or leave --strength out');
   if (values.mask !== undefined && values['init-image'] === undefined)
     throw new Error('--mask needs the image to inpaint: add --init-image FILE (the mask says which of its pixels to repaint, white = repaint)');
-  for (const flag of ['mask-blur', 'inpaint-area', 'inpaint-padding'] as const)
-    if (values[flag] !== undefined && values.mask === undefined) throw new Error(`--${flag} applies to inpainting only: add --mask FILE, or leave --${flag} out`);
   const prediction = oneOf(values.prediction, 'prediction', ['epsilon', 'v'] as const);
-  const inpaintArea = oneOf(values['inpaint-area'], 'inpaint-area', ['whole', 'masked'] as const) ?? (values.mask !== undefined ? from?.inpaintArea : undefined);
+  const inpaintFlags = {
+    maskBlur: pixels(values['mask-blur'], 'mask-blur'),
+    inpaintArea: oneOf(values['inpaint-area'], 'inpaint-area', ['whole', 'masked'] as const),
+    inpaintPadding: pixels(values['inpaint-padding'], 'inpaint-padding'),
+  };
+  // Their defaults are accepted anywhere: they change nothing.
+  for (const [key, flag] of [['maskBlur', 'mask-blur'], ['inpaintArea', 'inpaint-area'], ['inpaintPadding', 'inpaint-padding']] as const)
+    if (inpaintFlags[key] !== undefined && inpaintFlags[key] !== INPAINT_DEFAULTS[key] && values.mask === undefined)
+      throw new Error(`--${flag} applies to inpainting only: add --mask FILE, or leave --${flag} out`);
+  const inpaintArea = inpaintFlags.inpaintArea ?? (values.mask !== undefined ? from?.inpaintArea : undefined);
   const timestepSpacing = oneOf(values['timestep-spacing'], 'timestep-spacing', ['leading', 'linspace', 'trailing'] as const) ?? from?.timestepSpacing;
   const rescaleCfg = number(values['rescale-cfg'], 'rescale-cfg') ?? from?.rescaleCfg;
   const zeroTerminalSnr = values['zero-terminal-snr'] ?? from?.zeroTerminalSnr;
-  const maskBlur = pixels(values['mask-blur'], 'mask-blur') ?? (values.mask !== undefined ? from?.maskBlur : undefined);
-  const inpaintPadding = pixels(values['inpaint-padding'], 'inpaint-padding') ?? (inpaintArea === 'masked' ? from?.inpaintPadding : undefined);
+  const maskBlur = inpaintFlags.maskBlur ?? (values.mask !== undefined ? from?.maskBlur : undefined);
+  const inpaintPadding = inpaintFlags.inpaintPadding ?? (inpaintArea === 'masked' ? from?.inpaintPadding : undefined);
   if (values.dtype !== undefined && !(DTYPES as readonly string[]).includes(values.dtype))
     throw new Error(`--dtype must be one of ${DTYPES.join(', ')}, got '${values.dtype}'`);
   if (values.seed !== undefined && !/^(-1|\d+)$/.test(values.seed))
@@ -222,12 +278,12 @@ async function generate(args: string[]): Promise<void> {
     ...(zeroTerminalSnr !== undefined ? { zeroTerminalSnr } : {}),
     ...(timestepSpacing !== undefined ? { timestepSpacing } : {}),
     onProgress: progressBar,
+  }).catch((e: Error) => {
+    throw inFlags(e);
   });
-  const first = path.resolve(values.out ?? `sdtorch-${res.seed}.png`);
   const overwrite = values.overwrite ?? false;
   for (const [i, png] of res.images.entries()) {
-    const ext = path.extname(first) || '.png';
-    const base = i === 0 ? first : `${first.slice(0, first.length - ext.length)}-${i}${ext}`;
+    const base = outName(res.seed, i);
     const file = overwrite ? base : uniquePath(base);
     await writeFileAtomic(file, png, { overwrite });
     console.log(file);
@@ -296,6 +352,18 @@ async function worker(args: string[]): Promise<void> {
   onShutdown('worker', () => w.close());
 }
 
+/** What `sdtorch info` says of files that are not whole checkpoints but that sdtorch uses. */
+const ADD_ONS: Record<string, string> = {
+  vae: 'a VAE: use it with --vae FILE (loadPipeline(model, { vae }))',
+  lora: 'a LoRA: use it with --lora FILE:W or <lora:name:W>',
+};
+
+/** The diffusers folder (holding model_index.json) that `file` is part of, if any. */
+function diffusersFolderOf(file: string): string | undefined {
+  const dir = path.dirname(path.resolve(file));
+  return [dir, path.dirname(dir)].find((d) => fs.existsSync(path.join(d, 'model_index.json')));
+}
+
 async function info(args: string[]): Promise<void> {
   if (args[0] === '--system') {
     console.log(JSON.stringify({ ...systemInfo(), node: process.version, platform: `${process.platform}-${process.arch}` }, null, 2));
@@ -303,6 +371,12 @@ async function info(args: string[]): Promise<void> {
   }
   const file = args[0];
   if (!file) throw new Error('info needs a file: sdtorch info model.safetensors | image.png');
+  const folder = fs.statSync(file).isDirectory() ? undefined : diffusersFolderOf(file);
+  if (folder !== undefined && path.extname(file).toLowerCase() === '.json') {
+    const shown = path.relative('.', folder) || '.';
+    console.log(`${file} is part of the diffusers folder ${shown}: pass the folder itself (sdtorch info ${shown}, --weights ${shown})`);
+    return;
+  }
   const head = Buffer.alloc(8);
   if (!fs.statSync(file).isDirectory()) {
     const fd = fs.openSync(file, 'r');
@@ -322,7 +396,9 @@ async function info(args: string[]): Promise<void> {
     g.params += t.numel;
     g.dtypes.add(t.dtype);
   }
-  const loads = f.preset ? `${f.label} (preset ${f.preset}), ${f.prediction === 'v' ? 'v-prediction' : 'epsilon prediction'}, ${f.defaultSize}x${f.defaultSize}` : 'not loadable by sdtorch';
+  const loads = f.preset
+    ? `${f.label} (preset ${f.preset}), ${f.prediction === 'v' ? 'v-prediction' : 'epsilon prediction'}, ${f.defaultSize}x${f.defaultSize}`
+    : (ADD_ONS[f.family] ?? (folder !== undefined ? `part of the diffusers folder ${path.relative('.', folder) || '.'}: pass the folder itself` : 'not loadable by sdtorch'));
   console.log(`${file}\n  format: ${f.format}\n  family: ${f.family}\n  loads as: ${loads}\n  tensors: ${f.tensors.length}`);
   for (const [name, g] of Object.entries(groups))
     console.log(`  ${name}: ${(g.params / 1e6).toFixed(1)}M parameters (${[...g.dtypes].join(', ')})`);
@@ -330,7 +406,8 @@ async function info(args: string[]): Promise<void> {
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
-  switch (command) {
+  const help = rest.includes('--help') || rest.includes('-h');
+  switch (help ? '--help' : command) {
     case 'generate': return generate(rest);
     case 'info': return info(rest);
     case 'serve': return serve(rest);

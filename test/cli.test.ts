@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readPngText } from '../lib/image/png';
-import { tinyCheckpoint } from './tiny';
+import { tinyCheckpoint, tinyInpaintCheckpoint } from './tiny';
 import { repoRoot } from './weights';
 
 const cli = path.join(repoRoot, 'dist', 'cli.js');
@@ -48,12 +48,55 @@ describe('sdtorch CLI', function () {
     assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp')), []);
   });
 
+  it('--out: a folder, a name without extension, a missing folder, a JPEG name', function () {
+    const tiny = ['--steps', '1', '--seed', '7', '--width', '16', '--height', '16', '--weights', weights];
+    const work = fs.mkdtempSync(path.join(dir, 'out-'));
+    fs.mkdirSync(path.join(work, 'b3'));
+    const d = run(['generate', 'x', ...tiny, '--batch', '2', '--out', 'b3/'], {}, work);
+    assert.equal(d.code, 0, d.err);
+    assert.deepEqual(d.out.trim().split('\n'), [path.join(work, 'b3', 'sdtorch-7.png'), path.join(work, 'b3', 'sdtorch-7-1.png')]);
+    assert.deepEqual(fs.readdirSync(work).sort(), ['b3']);
+    // An existing folder named without the trailing '/' is a folder too.
+    const d2 = run(['generate', 'x', ...tiny, '--out', 'b3'], {}, work);
+    assert.equal(d2.out.trim(), path.join(work, 'b3', 'sdtorch-7-2.png'), d2.err);
+    fs.mkdirSync(path.join(work, 'demo'));
+    const unrelated = path.join(work, 'demo', 'my-1.png');
+    fs.writeFileSync(unrelated, 'not an image of this run');
+    const e = run(['generate', 'x', ...tiny, '--batch', '2', '--out', 'demo/myrun', '--overwrite'], {}, work);
+    assert.equal(e.code, 0, e.err);
+    assert.deepEqual(e.out.trim().split('\n'), [path.join(work, 'demo', 'myrun.png'), path.join(work, 'demo', 'myrun-1.png')]);
+    assert.equal(fs.readFileSync(unrelated, 'utf8'), 'not an image of this run');
+    assert.deepEqual(fs.readdirSync(path.join(work, 'demo')).sort(), ['my-1.png', 'myrun-1.png', 'myrun.png']);
+    for (const [out, re] of [
+      ['nodir/x.png', /--out nodir\/x\.png: folder nodir does not exist/],
+      ['nodir/', /--out nodir\/: folder nodir does not exist/],
+      ['x.jpg', /--out x\.jpg: sdtorch writes PNG only .*name the file \.png, or give no extension/],
+    ]) {
+      const r = run(['generate', 'x', ...tiny, '--out', out as string], {}, work);
+      assert.equal(r.code, 1, out as string);
+      assert.match(r.err, re as RegExp);
+      assert.doesNotMatch(r.err, /ENOENT/);
+    }
+    assert.deepEqual(fs.readdirSync(work).sort(), ['b3', 'demo']);
+  });
+
   it('batch and img2img', function () {
     const init = path.join(repoRoot, 'test', 'fixtures', 'img2img-init.png');
     const r = run(['generate', 'x', '--steps', '2', '--seed', '5', '--batch', '2', '--init-image', init, '--strength', '0.5', '--weights', weights, '--out', path.join(dir, 'i2i.png')]);
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(r.out.trim().split('\n'), [path.join(dir, 'i2i.png'), path.join(dir, 'i2i-1.png')]);
     assert.match(readPngText(fs.readFileSync(path.join(dir, 'i2i-1.png'))).parameters!, /Denoising strength: 0\.5/);
+  });
+
+  it('--weights takes a diffusers folder; a folder without model_index.json is a clear error', function () {
+    const folder = path.join(repoRoot, 'test', 'fixtures', 'diffusers-tiny-safetensors');
+    const out = path.join(dir, 'diffusers.png');
+    const r = run(['generate', 'a cat', '--weights', folder, '--steps', '2', '--seed', '1', '--width', '32', '--height', '32', '--out', out]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.trim(), out);
+    const bad = run(['generate', 'a cat', '--weights', dir, '--steps', '2']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /is neither a checkpoint file nor a diffusers folder \(no model_index\.json in it\)/);
   });
 
   it('uses SDTORCH_WEIGHTS when no --weights is given', function () {
@@ -104,13 +147,34 @@ describe('sdtorch CLI', function () {
       [['--init-image', image, '--mask', mask, '--inpaint-area', 'some'], /--inpaint-area must be one of whole, masked, got 'some'/],
       [['--prediction', 'x0'], /--prediction must be one of epsilon, v, got 'x0'/],
       [['--timestep-spacing', 'even'], /--timestep-spacing must be one of leading, linspace, trailing, got 'even'/],
-      [['--rescale-cfg', '2'], /rescaleCfg must be a number from 0 \(off\) to 1, got 2/],
-      [['--sampler', 'heun', '--zero-terminal-snr'], /sampler 'heun' cannot use zero terminal SNR/],
+      [['--rescale-cfg', '2'], /sdtorch: --rescale-cfg must be a number from 0 \(off\) to 1, got 2/],
+      [['--sampler', 'heun', '--zero-terminal-snr'], /sdtorch: --sampler heun cannot use zero terminal SNR/],
+      [['--init-image', image, '--mask', mask, '--inpaint-padding', '8'], /--inpaint-padding applies to --inpaint-area masked only: pass --inpaint-area masked too, or leave --inpaint-padding out/],
     ] as Array<[string[], RegExp]>) {
       const r = run(['generate', 'x', '--steps', '2', '--width', '16', '--height', '16', '--weights', weights, ...args]);
       assert.equal(r.code, 1, args.join(' '));
       assert.match(r.err, re);
+      assert.doesNotMatch(r.err, /generate\(\)|rescaleCfg|inpaintPadding|inpaintArea/);
     }
+  });
+
+  it('accepts the inpainting flags\' defaults anywhere; refuses other values without --mask', function () {
+    const tiny = ['--steps', '1', '--seed', '2', '--width', '16', '--height', '16', '--weights', weights];
+    const t = run(['generate', 'x', ...tiny, '--mask-blur', '0', '--inpaint-area', 'whole', '--inpaint-padding', '32', '--out', path.join(dir, 'defaults.png')]);
+    assert.equal(t.code, 0, t.err);
+    const image = path.join(repoRoot, 'test', 'fixtures', 'inpaint', 'image.png');
+    const mask = path.join(repoRoot, 'test', 'fixtures', 'inpaint', 'mask.png');
+    const i = run(['generate', 'x', ...tiny, '--init-image', image, '--mask', mask, '--inpaint-padding', '32', '--out', path.join(dir, 'defaults-inpaint.png')]);
+    assert.equal(i.code, 0, i.err);
+    const p = run(['generate', 'x', ...tiny, '--inpaint-padding', '8']);
+    assert.equal(p.code, 1);
+    assert.match(p.err, /--inpaint-padding applies to inpainting only: add --mask FILE, or leave --inpaint-padding out/);
+  });
+
+  it('an inpainting checkpoint without --init-image and --mask says which flags to add', async function () {
+    const r = run(['generate', 'x', '--steps', '1', '--width', '16', '--height', '16', '--weights', await tinyInpaintCheckpoint()]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /^sdtorch: this checkpoint is an inpainting model \(its UNet takes 9 input channels\): pass --init-image and --mask \(white = repaint\)$/m);
   });
 
   it('says what was wrong with bad options', function () {
@@ -135,6 +199,23 @@ describe('sdtorch CLI', function () {
     assert.match(p.out, /Sampler: Euler a/);
   });
 
+  it('info says how to use a VAE or a LoRA file, and to pass a diffusers folder rather than its files', function () {
+    const folder = path.join(repoRoot, 'test', 'fixtures', 'diffusers-tiny-safetensors');
+    const vae = run(['info', path.join(folder, 'vae', 'diffusion_pytorch_model.safetensors')]);
+    assert.equal(vae.code, 0, vae.err);
+    assert.match(vae.out, /loads as: a VAE: use it with --vae FILE \(loadPipeline\(model, \{ vae \}\)\)/);
+    const lora = run(['info', path.join(repoRoot, 'test', 'fixtures', 'lora', 'tiny-loha.safetensors')]);
+    assert.equal(lora.code, 0, lora.err);
+    assert.match(lora.out, /loads as: a LoRA: use it with --lora FILE:W or <lora:name:W>/);
+    for (const json of ['model_index.json', path.join('unet', 'config.json')]) {
+      const r = run(['info', path.join(folder, json)], {}, repoRoot);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /is part of the diffusers folder test\/fixtures\/diffusers-tiny-safetensors: pass the folder itself/);
+    }
+    const te = run(['info', path.join(folder, 'text_encoder', 'model.safetensors')], {}, repoRoot);
+    assert.match(te.out, /loads as: part of the diffusers folder test\/fixtures\/diffusers-tiny-safetensors: pass the folder itself/);
+  });
+
   it('info --system reports libtorch and the binary', function () {
     const r = run(['info', '--system']);
     assert.equal(r.code, 0, r.err);
@@ -147,7 +228,13 @@ describe('sdtorch CLI', function () {
   it('--help lists the commands and samplers', function () {
     const r = run(['--help']);
     assert.equal(r.code, 0);
+    for (const command of ['generate', 'serve', 'info']) {
+      const c = run([command, '--help']);
+      assert.equal(c.code, 0, c.err);
+      assert.match(c.out, /^Usage:/);
+    }
     assert.match(r.out, /sdtorch generate/);
     assert.match(r.out, /dpmpp_2m_sde/);
+    assert.match(r.out, /--width W --height H multiples of 8 \(default: the model's size, 512 for SD 1\.x, 768 for SD 2\.x 768-v;/);
   });
 });

@@ -128,7 +128,15 @@ describe('hub', () => {
       await assert.rejects(resolveWeights({ weights: missing, env: freshEnv(), fetch: noNetwork }), (e: Error) =>
         e.message.includes(`Weights file not found: ${missing}`) && e.message.includes('--weights'));
       await assert.rejects(resolveWeights({ env: freshEnv({ SDTORCH_WEIGHTS: missing }), fetch: noNetwork }), /not found: .*missing\.safetensors \(from SDTORCH_WEIGHTS\)/);
-      await assert.rejects(resolveWeights({ weights: tmp.dir, env: freshEnv(), fetch: noNetwork }), /is not a file/);
+      await assert.rejects(resolveWeights({ weights: tmp.dir, env: freshEnv(), fetch: noNetwork }), /is neither a checkpoint file nor a diffusers folder \(no model_index\.json in it\)/);
+    });
+
+    it('accepts a diffusers folder (one holding model_index.json), from --weights and SDTORCH_WEIGHTS', async () => {
+      const folder = path.join(tmp.dir, 'diffusers-model');
+      fs.mkdirSync(folder, { recursive: true });
+      fs.writeFileSync(path.join(folder, 'model_index.json'), '{}');
+      assert.equal(await resolveWeights({ weights: path.relative(process.cwd(), folder), env: freshEnv(), fetch: noNetwork }), folder);
+      assert.equal(await resolveWeights({ env: freshEnv({ SDTORCH_WEIGHTS: folder }), fetch: noNetwork }), folder);
     });
 
     it('with downloads off (option or HF_HUB_OFFLINE) and nothing cached: says how to pass a local file', async () => {

@@ -233,6 +233,10 @@ describe('generate() inpainting behaviour (tiny model)', function () {
       [{ zeroTerminalSnr: 'yes' as unknown as boolean }, /zeroTerminalSnr must be true or false/],
     ];
     for (const [o, re] of options) assert.throws(() => resolveOptions({ ...base, ...o } as GenerateOptions), re, JSON.stringify(o));
+    // the documented defaults are accepted where they do not apply (they change nothing)
+    assert.equal(resolveOptions({ prompt: 'a', maskBlur: 0, inpaintArea: 'whole', inpaintPadding: 32 }).inpaint, undefined);
+    assert.deepEqual(resolveOptions({ ...base, inpaintPadding: 32 }).inpaint, resolveOptions(base).inpaint);
+    assert.throws(() => resolveOptions({ ...base, inpaintArea: 'whole', inpaintPadding: 8 }), /inpaintPadding applies to inpaintArea 'masked' only: pass inpaintArea: 'masked' too, or leave inpaintPadding out/);
     // with a mask, strength defaults to diffusers' inpainting 1; img2img keeps 0.8
     assert.equal(resolveOptions(base).strength, 1);
     assert.equal(resolveOptions({ ...base, mask: undefined }).strength, 0.8);

@@ -288,6 +288,9 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
 
 const INPAINT_AREAS: readonly InpaintArea[] = ['whole', 'masked'];
 
+/** The inpainting options' defaults: passing them where they do not apply is allowed (they change nothing). */
+export const INPAINT_DEFAULTS = { maskBlur: 0, inpaintArea: 'whole', inpaintPadding: 32 } as const;
+
 /** The inpainting options of a job (undefined without a mask); each refused without the inputs it needs. */
 function inpaintOptions(o: GenerateOptions): InpaintOptions | undefined {
   optionalType(o, 'mask', (v) => typeof v === 'string' || v instanceof Uint8Array, 'a file path or the bytes of an image (Buffer), white = repaint');
@@ -298,11 +301,13 @@ function inpaintOptions(o: GenerateOptions): InpaintOptions | undefined {
   whole(o.maskBlur, 'maskBlur');
   whole(o.inpaintPadding, 'inpaintPadding');
   if (o.mask === undefined) {
-    const stray = (['maskBlur', 'inpaintArea', 'inpaintPadding'] as const).filter((k) => o[k] !== undefined);
+    const stray = (['maskBlur', 'inpaintArea', 'inpaintPadding'] as const).filter((k) => o[k] !== undefined && o[k] !== INPAINT_DEFAULTS[k]);
     if (stray.length) fail(`${stray.join(', ')} ${stray.length > 1 ? 'apply' : 'applies'} to inpainting only: pass mask (and image), or leave ${stray.length > 1 ? 'them' : 'it'} out`);
     return undefined;
   }
   if (o.image === undefined) fail('mask needs the image to inpaint: pass image too (the mask says which of its pixels to repaint, white = repaint)');
-  if (o.inpaintArea !== 'masked' && o.inpaintPadding !== undefined) fail("inpaintPadding applies to inpaintArea 'masked' only");
-  return { mask: o.mask, maskBlur: o.maskBlur ?? 0, area: o.inpaintArea ?? 'whole', padding: o.inpaintPadding ?? 32 };
+  if (o.inpaintArea !== 'masked' && o.inpaintPadding !== undefined && o.inpaintPadding !== INPAINT_DEFAULTS.inpaintPadding)
+    fail("inpaintPadding applies to inpaintArea 'masked' only: pass inpaintArea: 'masked' too, or leave inpaintPadding out");
+  const d = INPAINT_DEFAULTS;
+  return { mask: o.mask, maskBlur: o.maskBlur ?? d.maskBlur, area: o.inpaintArea ?? d.inpaintArea, padding: o.inpaintPadding ?? d.inpaintPadding };
 }

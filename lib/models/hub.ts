@@ -30,13 +30,13 @@ export interface DownloadOptions {
 }
 
 export interface ResolveOptions extends DownloadOptions {
-  /** A local checkpoint (.safetensors or .ckpt); when given it must exist. */
+  /** A local checkpoint (.safetensors or .ckpt) or diffusers folder (with model_index.json); when given it must exist. */
   weights?: string;
   /** Download the default weights when they are not cached (default true). */
   download?: boolean;
 }
 
-const HOW_TO_PASS = 'Pass a local checkpoint instead: `sdtorch --weights FILE`, or SDTORCH_WEIGHTS=/path/to/model.safetensors';
+const HOW_TO_PASS = 'Pass a local checkpoint or diffusers folder instead: `sdtorch --weights FILE`, or SDTORCH_WEIGHTS=/path/to/model.safetensors';
 
 /** The cache directory: SDTORCH_CACHE, else $XDG_CACHE_HOME/sdtorch, else ~/.cache/sdtorch. */
 export { cacheDir };
@@ -48,14 +48,14 @@ export function cachedPath(options: Pick<DownloadOptions, 'repo' | 'file' | 'env
 }
 
 /**
- * The checkpoint to load: `weights` if given, else SDTORCH_WEIGHTS, else the cached default, else
+ * The checkpoint (file, or diffusers folder holding model_index.json) to load: `weights` if given, else SDTORCH_WEIGHTS, else the cached default, else
  * the default downloaded now (unless `download` is false or HF_HUB_OFFLINE is set). A path that
  * does not exist, or a failed download, is an Error that says how to pass a local file.
  */
 export async function resolveWeights(options: ResolveOptions = {}): Promise<string> {
   const env = options.env ?? process.env;
-  if (options.weights !== undefined) return existingFile(options.weights, '--weights');
-  if (env.SDTORCH_WEIGHTS) return existingFile(env.SDTORCH_WEIGHTS, 'SDTORCH_WEIGHTS');
+  if (options.weights !== undefined) return existingWeights(options.weights, '--weights');
+  if (env.SDTORCH_WEIGHTS) return existingWeights(env.SDTORCH_WEIGHTS, 'SDTORCH_WEIGHTS');
   const cached = cachedPath(options);
   if (await isFile(cached)) return cached;
   const offline = options.download === false ? 'downloading is off' : isSet(env.HF_HUB_OFFLINE) ? 'HF_HUB_OFFLINE is set' : undefined;
@@ -121,11 +121,14 @@ function downloadError(where: string, file: string, final: string, cause: unknow
   return new Error(`Could not download ${file} from ${where}: ${reason}${token}\n${HOW_TO_PASS} (or put the file at ${final}).`, { cause });
 }
 
-async function existingFile(file: string, source: string): Promise<string> {
+/** A checkpoint file, or a diffusers folder (one holding model_index.json). */
+async function existingWeights(file: string, source: string): Promise<string> {
   const full = path.resolve(file);
   const st = await stat(full).catch(() => undefined);
   if (st === undefined) throw new Error(`Weights file not found: ${full} (from ${source}). Check the path, or leave ${source} unset to use the default weights.`);
-  if (!st.isFile()) throw new Error(`${full} (from ${source}) is not a file: pass the .safetensors or .ckpt checkpoint itself.`);
+  if (st.isDirectory() && (await isFile(path.join(full, 'model_index.json')))) return full;
+  if (!st.isFile())
+    throw new Error(`${full} (from ${source}) is neither a checkpoint file nor a diffusers folder (no model_index.json in it): pass the .safetensors or .ckpt file itself, or the diffusers folder.`);
   return full;
 }
 
