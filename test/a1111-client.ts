@@ -1,7 +1,9 @@
 // An AUTOMATIC1111 API client as the webuiapi Python package (mix1009/sdwebuiapi, WebUIApi) calls
 // the server: the same paths, the same payloads with every field it sends and its defaults, the
-// same reading of the answer (images base64, info parsed from JSON). No JS client on npm fits, so
-// this one is written from that package's calls.
+// same reading of the answer (images base64, info parsed from JSON), written from that package's
+// calls. A published JS client, a1111-webui-api, runs unchanged in a1111-client-npm.test.ts; this
+// one stays for what that one does not send: webuiapi's payloads (sampler_index, the mask as a data
+// URL without mask_blur_x/y), /interrupt and /skip, /sd-vae, /embeddings, /schedulers, /loras.
 
 export interface ApiResult {
   images: Buffer[];

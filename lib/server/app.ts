@@ -75,6 +75,12 @@ export async function buildApp(o: AppOptions): Promise<SdtorchApp> {
     return reply.code(status).send({ ...errorBody(e), detail: e.detail ?? (status < 500 ? e.message : '') });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(new ApiError(404, `Not Found: ${req.method} ${req.url.split('?')[0]}`))));
+  // An empty JSON body is no body: A1111 (FastAPI) reads none on the routes that take none, and
+  // clients post to /interrupt, /skip and /refresh-checkpoints with Content-Type: application/json
+  // and nothing after it (axios's post(url)). Routes with a body schema still refuse it (422).
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => (body.length === 0 ? done(null, undefined) : json(req, body as string, done)));
 
   await app.register(swagger, {
     openapi: { info: { title: 'sdtorch', description: "Stable Diffusion for Node.js: AUTOMATIC1111's /sdapi/v1 API", version: '1' } },
@@ -155,6 +161,8 @@ export async function buildApp(o: AppOptions): Promise<SdtorchApp> {
   app.get('/sdapi/v1/loras', async () => models.loras());
   app.get('/sdapi/v1/embeddings', async () => models.embeddings(o.textEncoderWidth?.() ?? 768));
   app.get('/sdapi/v1/scripts', async () => ({ txt2img: [], img2img: [] }));
+  // What A1111 lists and sdtorch has none of.
+  for (const route of ['prompt-styles', 'hypernetworks', 'face-restorers', 'realesrgan-models']) app.get(`/sdapi/v1/${route}`, async () => []);
   app.post('/sdapi/v1/refresh-checkpoints', async () => {
     await models.refresh();
     return null;

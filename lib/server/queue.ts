@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import IORedis from 'ioredis';
-import { CancelledError, QueueFullError } from './errors';
+import { ApiError, CancelledError, QueueFullError } from './errors';
 import { failureError, JobControl, type JobProgress, type JobResult, type JobSpec } from './job';
 import type { Runner } from './runner';
 
@@ -144,6 +144,38 @@ export interface RedisQueueOptions {
   /** The BullMQ queue name (default 'sdtorch'). */
   name?: string;
   maxQueue?: number;
+  /** Where a lost and a regained Redis connection are told (default console.error). */
+  log?: (line: string) => void;
+}
+
+interface ErrorEmitter {
+  on(event: 'error', listener: (e: Error) => void): unknown;
+}
+
+/**
+ * Watches the Redis clients of one process: when Redis goes away (restart, network), ioredis and
+ * BullMQ reconnect by themselves and, with maxRetriesPerRequest null, commands wait for the
+ * connection instead of failing; without an 'error' listener every retry of every connection
+ * prints a stack trace. This tells the outage once, and its end when `ready` (an ioredis client
+ * among them) is connected again (then calls `onBack`); other errors are told as they come.
+ */
+export function watchRedis(what: string, clients: ErrorEmitter[], ready: IORedis, log: (line: string) => void, onBack?: () => void): void {
+  let down = false;
+  const connection = (e: Error & { code?: string }) =>
+    e.message === 'Connection is closed.' || /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH/.test(`${e.code ?? ''} ${e.message}`);
+  const onError = (e: Error) => {
+    if (!connection(e)) return log(`${what}: Redis: ${e.message}`);
+    if (down) return;
+    down = true;
+    log(`${what}: lost the Redis connection (${e.message}); retrying, jobs wait`);
+  };
+  for (const c of [...clients, ready]) c.on('error', onError);
+  ready.on('ready', () => {
+    if (!down) return;
+    down = false;
+    log(`${what}: Redis is back`);
+    onBack?.();
+  });
 }
 
 /** Pub/sub channel of interrupt/skip messages to the workers. */
@@ -176,6 +208,7 @@ export class RedisQueue implements JobQueue {
     this.queue = new Queue(this.name, { connection });
     this.events = new QueueEvents(this.name, { connection });
     this.publisher = new IORedis(options.url, { maxRetriesPerRequest: null });
+    watchRedis('sdtorch serve', [this.queue, this.events], this.publisher, options.log ?? ((line) => console.error(line)), () => void this.answerLost());
     // Each waiting request listens on these (waitUntilFinished): as many as the queue holds.
     this.events.setMaxListeners(0);
     this.queue.setMaxListeners(0);
@@ -214,6 +247,18 @@ export class RedisQueue implements JobQueue {
         void job.remove().catch(() => this.publish({ action: 'interrupt', jobId: job.id! }));
       },
     };
+  }
+
+  /**
+   * After an outage: this server's jobs that Redis no longer has (it restarted without its
+   * append-only file) are answered 503 instead of waited for forever. Those it has are still
+   * waited for: their events are read on from where the stream was.
+   */
+  private async answerLost(): Promise<void> {
+    for (const { job, reject } of [...this.pending.values()]) {
+      if ((await job.getState().catch(() => undefined)) === 'unknown')
+        reject(new ApiError(503, `the job was lost: Redis restarted without it (keep jobs across Redis restarts with appendonly yes): try again`, 'JobLost'));
+    }
   }
 
   private async publish(m: ControlMessage): Promise<void> {

@@ -7,7 +7,7 @@ import { Worker, type Job } from 'bullmq';
 import IORedis from 'ioredis';
 import { failureMessage, JobControl, type JobProgress, type JobResult, type JobSpec } from './job';
 import { ModelStore, type ModelFolders } from './models';
-import { controlChannel, type ControlMessage } from './queue';
+import { controlChannel, watchRedis, type ControlMessage } from './queue';
 import { Runner, type RunnerOptions } from './runner';
 
 export interface WorkerOptions extends ModelFolders, RunnerOptions {
@@ -18,6 +18,8 @@ export interface WorkerOptions extends ModelFolders, RunnerOptions {
   lockDuration?: number;
   /** How often stalled jobs are looked for (default 15 s). */
   stalledInterval?: number;
+  /** Where a lost and a regained Redis connection are told (default console.error). */
+  log?: (line: string) => void;
 }
 
 export interface RunningWorker {
@@ -80,6 +82,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     stalledInterval: o.stalledInterval ?? 15_000,
     maxStalledCount: 2,
   });
+  watchRedis(`sdtorch worker ${name}`, [worker], subscriber, o.log ?? ((line) => console.error(line)));
   await worker.waitUntilReady();
   return {
     worker,
