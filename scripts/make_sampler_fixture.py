@@ -111,7 +111,12 @@ def step_kwargs(scheduler, generator):
 
 
 def run(sampler, schedule, mode, shape, steps, strength, seed, c, image):
-    scheduler = scheduler_for(sampler, schedule)
+    return run_scheduler(scheduler_for(sampler, schedule), mode, shape, steps, strength, seed, c, image)
+
+
+def run_scheduler(scheduler, mode, shape, steps, strength, seed, c, image):
+    """One scheduler loop over the toy eps model: txt2img from noise, or img2img from `image` noised
+    to the first kept step (StableDiffusionImg2ImgPipeline.get_timesteps + prepare_latents)."""
     generator = torch.Generator().manual_seed(seed)
     scheduler.set_timesteps(steps)
     timesteps = scheduler.timesteps

@@ -29,7 +29,7 @@ from diffusers.schedulers.scheduling_ddim import rescale_zero_terminal_snr
 from diffusers.utils import logging
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_sampler_fixture import SAMPLERS, SD15_CONFIG, f32_b64, fixed, step_kwargs, toy_eps  # noqa: E402
+from make_sampler_fixture import SAMPLERS, SD15_CONFIG, f32_b64, fixed, run_scheduler  # noqa: E402
 
 SHAPE = [1, 4, 4, 4]
 SPACINGS = ["leading", "linspace", "trailing"]
@@ -49,30 +49,6 @@ def make(sampler, schedule, spacing, zsnr, prediction):
     if schedule == "karras":
         config["use_karras_sigmas"] = True
     return cls.from_config(config)
-
-
-def run(scheduler, mode, steps, strength, seed, c, image):
-    generator = torch.Generator().manual_seed(seed)
-    scheduler.set_timesteps(steps)
-    timesteps = scheduler.timesteps
-    if mode == "txt2img":
-        latents = torch.randn(SHAPE, generator=generator) * scheduler.init_noise_sigma
-    else:
-        init_timestep = min(int(steps * strength), steps)
-        t_start = max(steps - init_timestep, 0)
-        timesteps = scheduler.timesteps[t_start * scheduler.order :]
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(t_start * scheduler.order)
-        noise = torch.randn(SHAPE, generator=generator)
-        latents = scheduler.add_noise(image, noise, timesteps[:1].repeat(SHAPE[0]))
-    start_norm = float(latents.double().norm())
-    kwargs = step_kwargs(scheduler, generator)
-    seen = []
-    for t in timesteps:
-        x_in = scheduler.scale_model_input(latents, t)
-        seen.append(float(t))
-        latents = scheduler.step(toy_eps(x_in, t, c), t, latents, **kwargs, return_dict=False)[0]
-    return seen, start_norm, latents
 
 
 def main():
@@ -108,7 +84,7 @@ def main():
                         for mode, steps, strength in MODES:
                             seed += 1
                             scheduler = make(sampler, schedule, spacing, zsnr, prediction)
-                            seen, start_norm, final = run(scheduler, mode, steps, strength, seed, c, image)
+                            seen, start_norm, final = run_scheduler(scheduler, mode, SHAPE, steps, strength, seed, c, image)
                             assert torch.isfinite(final).all(), (sampler, spacing, zsnr, schedule, prediction, mode)
                             cases.append(
                                 dict(
