@@ -150,7 +150,7 @@ std::string describe_kind(const std::string& kind) {
       {"sd3", "a Stable Diffusion 3 checkpoint (MMDiT)"}, {"flux", "a FLUX checkpoint"},
       {"video", "a video model (Stable Video Diffusion: temporal layers)"}, {"upscaler", "the SD x4 upscaler (7 input channels)"},
       {"lora", "a LoRA (load it with loras: or <lora:name:weight>)"}, {"vae", "a VAE alone (pass it as the vae option)"},
-      {"unet", "a UNet alone"}, {"unknown", "no Stable Diffusion checkpoint"}};
+      {"unet", "a UNet alone"}, {"unknown", "nothing sdtorch knows"}};
   auto it = what.find(kind);
   return it == what.end() ? kind : it->second;
 }
@@ -158,7 +158,8 @@ std::string describe_kind(const std::string& kind) {
 Family detect_family(const TensorFile& file, const std::string& path, const std::string& prediction) {
   const std::string kind = checkpoint_kind(file);
   if (kind != "sd1" && kind != "sd1-inpaint" && kind != "sd2" && kind != "sd2-inpaint")
-    throw std::runtime_error("'" + path + "' looks like " + describe_kind(kind) +
+    throw std::runtime_error("'" + path + (kind == "unknown" ? "' is not a Stable Diffusion checkpoint (no tensor names of one)"
+                                                              : "' looks like " + describe_kind(kind)) +
                              "; sdtorch loads SD 1.x and SD 2.x checkpoints (single files with UNet, VAE and text encoder, "
                              "inpainting ones too, or diffusers folders)");
   // The caller's word, else the file's own: a diffusers folder's scheduler, ModelSpec metadata.
