@@ -10,7 +10,6 @@
 
 #include "io/json.h"
 #include "models/diffusers_names.h"
-#include "models/vae.h"
 
 namespace sdtorch {
 namespace {
@@ -148,7 +147,7 @@ TensorFile read_diffusers_folder(const std::string& dir) {
 
 TensorFile read_model(const std::string& path) { return is_dir(path) ? read_diffusers_folder(path) : load_tensor_file(path); }
 
-void replace_vae(TensorFile& model, const std::string& vae_path, const Family& family) {
+void replace_vae(TensorFile& model, const std::string& vae_path, const Family& family, const nn::Module& vae_module) {
   if (is_dir(vae_path)) throw std::runtime_error("vae: '" + vae_path + "' is a folder; give the VAE file itself (e.g. vae/diffusion_pytorch_model.safetensors)");
   TensorFile file;
   try {
@@ -173,7 +172,7 @@ void replace_vae(TensorFile& model, const std::string& vae_path, const Family& f
                              std::to_string(it->second.size(1)) + " channels, this model's have " + std::to_string(family.vae.z) +
                              " (SD3 and FLUX VAEs have 16); use a VAE made for " + family.label);
   // Every weight of this family's VAE, with its shape: a VAE of another family fails here, by name.
-  for (const auto& p : AutoencoderKL(family.vae)->named_parameters()) {
+  for (const auto& p : vae_module.named_parameters()) {
     auto it = vae.find(p.key());
     if (it == vae.end())
       throw std::runtime_error("vae: '" + vae_path + "' lacks '" + p.key() + "' of an " + family.label + " VAE; the file is incomplete or another kind of model");

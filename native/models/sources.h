@@ -7,6 +7,7 @@
 
 #include "io/tensor_file.h"
 #include "models/family.h"
+#include "models/layers.h"
 
 namespace sdtorch {
 
@@ -19,7 +20,8 @@ TensorFile read_model(const std::string& path);
 // Replaces `model`'s first_stage_model.* tensors with the VAE in `vae_path`: bare encoder.*/decoder.*
 // keys (vae-ft-mse-840000 and the like), first_stage_model.* (a VAE cut from a checkpoint), or
 // diffusers' AutoencoderKL names; any dtype. Throws naming the file when it holds no VAE or one whose
-// shapes do not fit `family` (a 16-channel SD3/FLUX VAE, say).
-void replace_vae(TensorFile& model, const std::string& vae_path, const Family& family);
+// shapes do not fit `vae`, the model's VAE network already built for `family` (a 16-channel SD3/FLUX
+// VAE, say).
+void replace_vae(TensorFile& model, const std::string& vae_path, const Family& family, const nn::Module& vae);
 
 }  // namespace sdtorch

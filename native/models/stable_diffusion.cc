@@ -56,13 +56,13 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   TensorFile file = with_canonical_keys(read_model(path), path);
   auto sd = std::make_shared<StableDiffusion>();
   sd->family = detect_family(file, path, request.prediction);
-  if (!request.vae.empty()) {
-    replace_vae(file, request.vae, sd->family);
-    sd->vae_path = request.vae;
-  }
   sd->clip = ClipTextModel(sd->family.clip);
   sd->vae = AutoencoderKL(sd->family.vae);
   sd->unet = UNetModel(sd->family.unet);
+  if (!request.vae.empty()) {
+    replace_vae(file, request.vae, sd->family, *sd->vae);
+    sd->vae_path = request.vae;
+  }
 
   std::unordered_map<std::string, at::Tensor> tensors;
   tensors.reserve(file.tensors.size());
