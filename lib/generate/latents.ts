@@ -52,10 +52,15 @@ export function latentsImg2imgStart(
   family: Family, sampler: Sampler, opts: SamplerOptions, generator: Generator, device: string,
   batch: number, latents: Tensor,
 ): Tensor {
+  return noisedStart(sampler, opts, generator, device, checkedLatents(family, batch, latents).to(device, 'float32'));
+}
+
+/** initLatents checked: [batch, latent channels, h, w]. */
+export function checkedLatents(family: Family, batch: number, latents: Tensor): Tensor {
   const [b, c] = latents.shape;
   if (latents.shape.length !== 4 || c !== family.latentChannels) throw new RangeError(`generate(): initLatents must be [B, ${family.latentChannels}, h, w] latents, got [${latents.shape.join(', ')}]`);
   if (b !== batch) throw new RangeError(`generate(): initLatents holds ${b} latents for ${batch} images`);
-  return noisedStart(sampler, opts, generator, device, latents.to(device, 'float32'));
+  return latents;
 }
 
 export interface InpaintStart {

@@ -1,5 +1,6 @@
 // generate() options: their types, defaults and validation. A whole job is resolved and checked
 // here, once, before any work starts (the sampler, its schedule and steps included).
+import type { Size } from '../image/io';
 import type { Family } from '../models/family';
 import type { Lora } from '../models/lora';
 import type { HiresOptions } from './hires';
@@ -96,6 +97,32 @@ export interface GenerateOptions {
   initLatents?: Tensor;
   /** Hires fix (txt2img): upscale the result and run img2img at the larger size, as A1111. */
   hires?: HiresOptions;
+  /**
+   * SDXL micro-conditioning (Podell et al. 2023, arXiv:2307.01952, §2.2; diffusers' original_size,
+   * crops_coords_top_left, target_size), in pixels: the size the training image had, where it was
+   * cropped, the size to make. Defaults as StableDiffusionXLPipeline: both sizes the output's, crop 0, 0.
+   * The negative ones (diffusers' negative_original_size, ...) default to these.
+   */
+  originalSize?: Size;
+  cropTopLeft?: CropTopLeft;
+  targetSize?: Size;
+  negativeOriginalSize?: Size;
+  negativeCropTopLeft?: CropTopLeft;
+  negativeTargetSize?: Size;
+  /** SDXL refiner: the aesthetic score conditioning (diffusers' aesthetic_score), default 6; the negative's 2.5. */
+  aestheticScore?: number;
+  negativeAestheticScore?: number;
+  /**
+   * SDXL base + refiner (diffusers' denoising_end): stop once round(1000·(1 − denoisingEnd)) is
+   * passed and return latents still noisy (decode: false) for a refiner to finish with
+   * `initLatents` + `denoisingStart`. In (0, 1); first-order and multistep samplers.
+   */
+  denoisingEnd?: number;
+  /**
+   * Refiner side of the hand-off (diffusers' denoising_start): `initLatents` are taken as they are
+   * (no noise added, strength unused) and only the steps below round(1000·(1 − denoisingStart)) run.
+   */
+  denoisingStart?: number;
   /** Starting noise [B,4,H/8,W/8] instead of drawing it from the seed (txt2img). */
   latents?: Tensor;
   onProgress?: (p: Progress) => void;
@@ -126,6 +153,24 @@ export interface GenerateOptions {
   vaeTiling?: boolean | 'auto';
 }
 
+/** Pixels from the top and from the left. */
+export interface CropTopLeft {
+  top: number;
+  left: number;
+}
+
+/** SDXL's size and score conditioning, with what is left to the output size undefined. */
+export interface MicroConditioning {
+  originalSize?: Size;
+  cropTopLeft: CropTopLeft;
+  targetSize?: Size;
+  negativeOriginalSize?: Size;
+  negativeCropTopLeft?: CropTopLeft;
+  negativeTargetSize?: Size;
+  aestheticScore: number;
+  negativeAestheticScore: number;
+}
+
 export interface ResolvedOptions {
   prompts: string[];
   negatives: string[];
@@ -151,6 +196,9 @@ export interface ResolvedOptions {
   loras: Lora[];
   loraDirs: string[];
   padCondUncond: PadCondUncond;
+  micro: MicroConditioning;
+  denoisingStart: number | undefined;
+  denoisingEnd: number | undefined;
 }
 
 export type InpaintArea = 'whole' | 'masked';
@@ -209,8 +257,46 @@ export function checkSize({ width, height }: { width: number; height: number }, 
     fail(`${images} images of ${width}x${height} are ${((width * height * images) / 2 ** 20).toFixed(0)} megapixels; at most ${LIMITS.pixels / 2 ** 20} in one call`);
 }
 
-/** What options are checked against: the loaded checkpoint's prediction and UNet inputs. */
-export type ModelTraits = Pick<Family, 'prediction' | 'unetInChannels' | 'latentChannels'>;
+/** What options are checked against: the loaded checkpoint's prediction, UNet inputs and scheduler defaults. */
+export type ModelTraits = Pick<Family, 'prediction' | 'unetInChannels' | 'latentChannels'> & Partial<Pick<Family, 'timeIds' | 'timestepSpacing'>>;
+
+const MICRO_KEYS = ['originalSize', 'cropTopLeft', 'targetSize', 'negativeOriginalSize', 'negativeCropTopLeft', 'negativeTargetSize'] as const;
+const SCORE_KEYS = ['aestheticScore', 'negativeAestheticScore'] as const;
+
+/** SDXL's micro-conditioning options, checked against what the model's vector input holds. */
+function microConditioning(o: GenerateOptions, traits?: ModelTraits): MicroConditioning {
+  const pixels = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 2 ** 16;
+  for (const key of MICRO_KEYS) {
+    const v = o[key] as unknown;
+    if (v === undefined) continue;
+    const crop = key.endsWith('TopLeft');
+    const [a, b] = crop ? ['top', 'left'] : ['width', 'height'];
+    if (typeof v !== 'object' || v === null || !pixels((v as Record<string, unknown>)[a!]) || !pixels((v as Record<string, unknown>)[b!]))
+      fail(`${key} must be { ${a}, ${b} } in whole pixels, got ${JSON.stringify(v) ?? show(v)}`, TypeError);
+  }
+  for (const key of SCORE_KEYS) optionalType(o, key, (v) => typeof v === 'number' && Number.isFinite(v), 'a number');
+  const ids = traits?.timeIds;
+  if (ids !== undefined) {
+    const stray = [...MICRO_KEYS, ...SCORE_KEYS].filter((k) => {
+      if (o[k] === undefined) return false;
+      if (k.toLowerCase().includes('aesthetic')) return !ids.includes('aesthetic_score');
+      if (k.toLowerCase().includes('target')) return !ids.includes('target_size');
+      return ids.length === 0;
+    });
+    if (stray.length)
+      fail(`${stray.join(', ')} ${stray.length > 1 ? 'are' : 'is'} not conditioning of this model (${ids.length ? `it takes ${ids.join(', ')}` : 'SDXL models only'}): leave ${stray.length > 1 ? 'them' : 'it'} out`);
+  }
+  return {
+    ...(o.originalSize ? { originalSize: o.originalSize } : {}),
+    cropTopLeft: o.cropTopLeft ?? { top: 0, left: 0 },
+    ...(o.targetSize ? { targetSize: o.targetSize } : {}),
+    ...(o.negativeOriginalSize ? { negativeOriginalSize: o.negativeOriginalSize } : {}),
+    ...(o.negativeCropTopLeft ? { negativeCropTopLeft: o.negativeCropTopLeft } : {}),
+    ...(o.negativeTargetSize ? { negativeTargetSize: o.negativeTargetSize } : {}),
+    aestheticScore: o.aestheticScore ?? 6,
+    negativeAestheticScore: o.negativeAestheticScore ?? 2.5,
+  };
+}
 
 /**
  * Resolves defaults and checks every option of a job, before any work, against the checkpoint's
@@ -254,6 +340,13 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
   optionalType(o, 'zeroTerminalSnr', (v) => typeof v === 'boolean', 'true or false');
   optionalType(o, 'timestepSpacing', (v) => TIMESTEP_SPACINGS.includes(v as TimestepSpacing), TIMESTEP_SPACINGS.map((v) => `'${v}'`).join(', '));
   const inpaint = inpaintOptions(o);
+  const micro = microConditioning(o, traits);
+  for (const key of ['denoisingStart', 'denoisingEnd'] as const)
+    optionalType(o, key, (v) => typeof v === 'number' && v > 0 && v < 1, 'a fraction of the schedule in (0, 1)');
+  if (o.denoisingStart !== undefined && o.initLatents === undefined && o.image === undefined)
+    fail('denoisingStart continues a run handed over by another model: pass its latents as initLatents (from generate({ denoisingEnd, decode: false }))');
+  if ((o.denoisingStart !== undefined || o.denoisingEnd !== undefined) && o.mask !== undefined) fail('denoisingStart/denoisingEnd do not combine with inpainting (mask)');
+  const timestepSpacing = o.timestepSpacing ?? traits?.timestepSpacing ?? undefined;
   if (traits && traits.unetInChannels > traits.latentChannels && !inpaint)
     fail(`this checkpoint is an inpainting model (its UNet takes ${traits.unetInChannels} input channels): pass image and mask (white = repaint)`);
   const clipSkip = o.clipSkip ?? 1;
@@ -271,16 +364,19 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
   let sampler: ResolvedSampler;
   try {
     sampler = resolveSampler(o.sampler ?? 'euler_a', {
-      schedule: o.schedule, steps, ...(o.image !== undefined || o.initLatents !== undefined ? { strength } : {}), zeroTerminalSnr: o.zeroTerminalSnr ?? false,
-      ...(o.timestepSpacing !== undefined ? { timestepSpacing: o.timestepSpacing } : {}), ...(traits ? { prediction: traits.prediction } : {}),
+      schedule: o.schedule, steps, ...((o.image !== undefined || o.initLatents !== undefined) && o.denoisingStart === undefined ? { strength } : {}),
+      zeroTerminalSnr: o.zeroTerminalSnr ?? false, ...(timestepSpacing !== undefined ? { timestepSpacing } : {}), ...(traits ? { prediction: traits.prediction } : {}),
+      ...(o.denoisingStart !== undefined ? { denoisingStart: o.denoisingStart } : {}), ...(o.denoisingEnd !== undefined ? { denoisingEnd: o.denoisingEnd } : {}),
     });
+    // The family's scheduler config sets the spacing used when none is given (SDXL: 'leading').
+    if (traits?.timestepSpacing) sampler = { ...sampler, defaultSpacing: traits.timestepSpacing };
   } catch (e) {
     const err = e as Error;
     throw Object.assign(new (err.constructor as ErrorConstructor)(`generate(): ${err.message}`), { cause: e });
   }
   return {
     prompts, negatives, steps, cfgScale, sampler, seed, width, height, batchSize, strength, clipSkip, inpaint, rescaleCfg,
-    zeroTerminalSnr: o.zeroTerminalSnr ?? false, timestepSpacing: o.timestepSpacing,
+    zeroTerminalSnr: o.zeroTerminalSnr ?? false, timestepSpacing, micro, denoisingStart: o.denoisingStart, denoisingEnd: o.denoisingEnd,
     emphasis: o.emphasis ?? 'original', embeddingDirs: o.embeddingDirs ?? [], padCondUncond: o.padCondUncond ?? false,
     loras: (o.loras ?? []).map((l) => ({ path: l.path, weight: l.weight ?? 1 })), loraDirs: o.loraDirs ?? [],
   };

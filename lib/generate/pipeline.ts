@@ -15,12 +15,12 @@ import type { Sampler, SamplerOptions } from '../sampling/registry';
 import { Generator, Tensor } from '../tensor';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
 import { EmbeddingDb, encodeTexts, type TextualInversion } from '../text/conditioning';
-import { loadEmbeddingDirs } from '../text/embeddings';
+import { loadEmbeddingDirs, type EmbeddingSlot } from '../text/embeddings';
 import { extractExtraNetworks } from '../text/prompt';
 import { generateHires } from './hires';
 import { prepareInpaint, type InpaintInputs } from './inpaint';
-import { img2imgStart, inpaintStart, latentsImg2imgStart, txt2imgStart } from './latents';
-import { checkSize, resolveOptions, type GenerateOptions, type ResolvedOptions } from './options';
+import { checkedLatents, img2imgStart, inpaintStart, latentsImg2imgStart, txt2imgStart } from './latents';
+import { checkSize, resolveOptions, type CropTopLeft, type GenerateOptions, type MicroConditioning, type ResolvedOptions } from './options';
 import { resolveLoras } from './loras';
 import { planPrompts } from './prompts';
 import { progressReporter } from './progress';
@@ -76,7 +76,10 @@ export function resolveDevice(device = 'auto'): string {
 
 export class Pipeline {
   readonly tokenizer: Tokenizer;
+  /** The first text encoder (SDXL: CLIP ViT-L; the refiner: OpenCLIP bigG). */
   readonly textEncoder: TextEncoder;
+  /** Every text encoder, in the family's order (SDXL: CLIP ViT-L, OpenCLIP bigG). */
+  readonly textEncoders: TextEncoder[];
   readonly unet: UNet;
   readonly vae: VAE;
   /** What the checkpoint is: latent channels and scale, prediction, encoder widths, default size. */
@@ -97,7 +100,8 @@ export class Pipeline {
   ) {
     this.family = familyOf(model);
     this.tokenizer = new Tokenizer(CLIPTokenizer.load(), this.family.textEncoders[0]?.padToken);
-    this.textEncoder = new TextEncoder(model);
+    this.textEncoders = this.family.textEncoders.map((_, i) => new TextEncoder(model, i));
+    this.textEncoder = this.textEncoders[0]!;
     this.unet = new UNet(model);
     this.vae = new VAE(model);
     this.vaeScale = this.family.vaeScaleFactor;
@@ -145,18 +149,21 @@ export class Pipeline {
 
     // Prompts -> per-evaluation contexts: A1111 syntax, 75-token chunks, embeddings, clip skip.
     const guided = o.cfgScale > 1;
-    const encoder = this.family.textEncoders[0]!;
-    if (o.clipSkip > encoder.layers) throw new RangeError(`generate(): clipSkip must be at most ${encoder.layers} for this text encoder, got ${o.clipSkip}`);
+    const specs = this.family.textEncoders;
+    const maxSkip = Math.min(...specs.map((e) => e.layers));
+    if (o.clipSkip > maxSkip) throw new RangeError(`generate(): clipSkip must be at most ${maxSkip} for this text encoder, got ${o.clipSkip}`);
     // Tags out once; LoRAs first: they change the text encoder too. The job's set replaces the last job's.
     const prompts = o.prompts.map(extractExtraNetworks);
     const negatives = o.negatives.map(extractExtraNetworks);
     const loras = await setLoras(this.model, await resolveLoras(o.loras, prompts.flatMap((p) => p.networks), o.loraDirs));
     if (negatives.some((n) => n.networks.length)) process.emitWarning('tags such as <lora:...> in the negative prompt are removed and not applied (as in A1111)', { code: 'SDTORCH_NEGATIVE_TAGS' });
-    const db = new EmbeddingDb(this.tokenizer.bpe, await loadEmbeddingDirs(o.embeddingDirs, encoder.width));
-    const encodeOpts = { emphasis: o.emphasis, clipSkip: o.clipSkip, commaBacktrack: 20, padToken: this.tokenizer.padId };
-    const encode = (texts: string[]) => encodeTexts(texts, this.textEncoder, this.tokenizer.bpe, db, encodeOpts);
+    const db = new EmbeddingDb(this.tokenizer.bpe, await loadEmbeddingDirs(o.embeddingDirs, embeddingSlots(this.family)));
+    const sdxl = this.family.timeIds.length > 0;
+    const encodeOpts = { emphasis: o.emphasis, clipSkip: o.clipSkip, commaBacktrack: 20, padToken: this.tokenizer.padId, pooled: sdxl };
+    const encoders = this.textEncoders.map((encoder, i) => ({ encoder, padToken: specs[i]!.padToken }));
+    const encode = (texts: string[]) => encodeTexts(texts, encoders, this.tokenizer.bpe, db, encodeOpts);
     const [plan, empty] = await stage(this.textEncoder, async () => [
-      await planPrompts(prompts.map((p) => p.text), guided ? negatives.map((n) => n.text) : null, o.batchSize, o.steps * o.sampler.evalsPerStep, encode),
+      await planPrompts(prompts.map((p) => p.text), guided ? negatives.map((n) => n.text) : null, o.batchSize, o.steps * o.sampler.evalsPerStep, encode, this.family.zeroEmptyNegative),
       o.padCondUncond === true && guided ? (await encode([''])).context : undefined,
     ] as const);
 
@@ -164,6 +171,7 @@ export class Pipeline {
     const opts: SamplerOptions = {
       steps: o.steps, schedule, generator, signal: options.signal, zeroTerminalSnr: o.zeroTerminalSnr, prediction: this.family.prediction,
       ...(o.timestepSpacing !== undefined ? { timestepSpacing: o.timestepSpacing } : {}),
+      ...(o.denoisingEnd !== undefined ? { denoisingEnd: o.denoisingEnd } : {}),
     };
     const vaeTile = (s: Size) => (tiling(options.vaeTiling, s.width, s.height) ? TILE_PIXELS : 0);
     let x: Tensor;
@@ -174,6 +182,12 @@ export class Pipeline {
       checkSize(size, batch);
       opts.strength = o.strength;
       ({ x, concat } = await this.inpaintStart(inpaint, sampler, opts, batch, (images) => stage(this.vae, () => this.vae.encode(images, { tile: vaeTile(size) }))));
+    } else if (options.initLatents !== undefined && o.denoisingStart !== undefined) {
+      // A hand-off (SDXL refiner): the latents are already at the start step's noise level.
+      size = { height: options.initLatents.shape[2]! * this.vaeScale, width: options.initLatents.shape[3]! * this.vaeScale };
+      checkSize(size, batch);
+      opts.denoisingStart = o.denoisingStart;
+      x = checkedLatents(this.family, batch, options.initLatents).to(this.device, 'float32');
     } else if (options.initLatents !== undefined) {
       size = { height: options.initLatents.shape[2]! * this.vaeScale, width: options.initLatents.shape[3]! * this.vaeScale };
       checkSize(size, batch);
@@ -185,6 +199,11 @@ export class Pipeline {
       checkSize(size, batch);
       opts.strength = o.strength;
       const moments = await stage(this.vae, () => this.vae.encode(image, { tile: vaeTile(size) }));
+      if (o.denoisingStart !== undefined) {
+        // diffusers' SDXL img2img with denoising_start: the image's latents, no noise added.
+        opts.denoisingStart = o.denoisingStart;
+        delete opts.strength;
+      }
       x = img2imgStart(this.family, sampler, opts, generator, this.device, batch, moments);
     } else {
       size = { width: o.width ?? this.family.defaultSize, height: o.height ?? this.family.defaultSize };
@@ -193,8 +212,10 @@ export class Pipeline {
     }
 
     opts.onStep = progressReporter(sampler.evaluations(opts), options.onProgress);
+    const timeIds = sdxl ? sdxlTimeIds(this.family, o.micro, size, batch, this.device) : undefined;
     const model = guidedModel(this.unet, plan.contextAt, {
       cfgScale: o.cfgScale, rescale: o.rescaleCfg, prediction: this.family.prediction, pad: o.padCondUncond, ...(empty ? { empty } : {}), ...(concat ? { concat } : {}),
+      ...(timeIds ? { timeIds } : {}),
     });
     const latents = await stage(this.unet, () => sampler.sample(model, x, opts));
     if (options.decode === false) return { images: [], latents, seed: o.seed, infotexts: [] };
@@ -283,6 +304,31 @@ export class Pipeline {
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }
+}
+
+/** What SDXL embedding files give each text encoder: clip_l and clip_g by position (the refiner: clip_g); one encoder: its width. */
+function embeddingSlots(family: Family): number | EmbeddingSlot[] {
+  const e = family.textEncoders;
+  if (family.timeIds.length === 0) return e[0]!.width;
+  if (e.length === 1) return [{ key: 'clip_g', width: e[0]!.width }];
+  return [{ key: 'clip_l', width: e[0]!.width }, { key: 'clip_g', width: e[1]!.width }];
+}
+
+/**
+ * SDXL's time ids for the conditional and unconditional rows [batch, n], in pixels: original size
+ * (h, w), crop (top, left), then target size (h, w) or the refiner's aesthetic score, as diffusers'
+ * _get_add_time_ids orders them; sizes default to the output size, the negative ones to the positive.
+ */
+function sdxlTimeIds(family: Family, m: MicroConditioning, size: Size, batch: number, device: string): { cond: Tensor; uncond: Tensor } {
+  const hw = (s: Size) => [s.height, s.width];
+  const row = (original: Size, crop: CropTopLeft, target: Size, score: number) =>
+    family.timeIds.flatMap((id) => (id === 'original_size' ? hw(original) : id === 'crop_coords_top_left' ? [crop.top, crop.left] : id === 'target_size' ? hw(target) : [score]));
+  const original = m.originalSize ?? size;
+  const target = m.targetSize ?? size;
+  const cond = row(original, m.cropTopLeft, target, m.aestheticScore);
+  const uncond = row(m.negativeOriginalSize ?? original, m.negativeCropTopLeft ?? m.cropTopLeft, m.negativeTargetSize ?? target, m.negativeAestheticScore);
+  const rows = (r: number[]) => Tensor.from(Float32Array.from(Array.from({ length: batch }, () => r).flat()), [batch, r.length]).to(device);
+  return { cond: rows(cond), uncond: rows(uncond) };
 }
 
 /**

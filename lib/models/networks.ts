@@ -31,23 +31,41 @@ abstract class Network {
   }
 }
 
+export interface TextEncoderOptions {
+  /** A1111's "Clip skip": 1 = the family's own layer (SD 1.x: the last; SDXL: the penultimate), 2 = one earlier, ... */
+  clipSkip?: number;
+  /** Token embeddings at flat positions (b·77 + t) replaced by vectors [N, width] (textual-inversion embeddings). */
+  inject?: { index: Tensor; vectors: Tensor };
+}
+
+/** One text encoder of the checkpoint (SDXL has two: index 0 CLIP ViT-L, 1 OpenCLIP bigG). Moving one moves all. */
 export class TextEncoder extends Network {
-  constructor(model: NativeModel) {
+  constructor(model: NativeModel, readonly index = 0) {
     super(model, 'textEncoder');
   }
+  private args(ids: Tensor, options: TextEncoderOptions) {
+    return {
+      ids: handle(ids),
+      encoder: this.index,
+      ...(options.clipSkip !== undefined ? { clipSkip: options.clipSkip } : {}),
+      ...(options.inject ? { injectIndex: handle(options.inject.index), injectVectors: handle(options.inject.vectors) } : {}),
+    };
+  }
   /**
-   * ids int [B, 77] -> hidden state [B, 77, width] (768 for SD 1.x): the last layer's, or with
-   * `clipSkip` N (A1111 numbering) the N-th from last, through the final layer norm. `inject`
-   * replaces token embeddings at flat positions (b·77 + t) by vectors [N, width] (embeddings).
+   * ids int [B, 77] -> context [B, 77, width] (768 for SD 1.x): SD 1.x/2.x the last layer's hidden
+   * state (with `clipSkip` N, the N-th from last) through the final layer norm; SDXL the penultimate
+   * layer's (hidden_states[-2]), without it.
    */
-  async forward(ids: Tensor, options: { clipSkip?: number; inject?: { index: Tensor; vectors: Tensor } } = {}): Promise<Tensor> {
-    return new Tensor(
-      await this.model.encodeText({
-        ids: handle(ids),
-        ...(options.clipSkip !== undefined ? { clipSkip: options.clipSkip } : {}),
-        ...(options.inject ? { injectIndex: handle(options.inject.index), injectVectors: handle(options.inject.vectors) } : {}),
-      }),
-    );
+  async forward(ids: Tensor, options: TextEncoderOptions = {}): Promise<Tensor> {
+    return new Tensor(await this.model.encodeText(this.args(ids, options)));
+  }
+  /**
+   * forward() and the pooled output [B, projection]: the last layer, final-normed, at each row's
+   * end token, times text_projection (SDXL's text_embeds). An Error for encoders without a projection.
+   */
+  async forwardPooled(ids: Tensor, options: TextEncoderOptions = {}): Promise<{ context: Tensor; pooled: Tensor }> {
+    const r = await this.model.encodeText({ ...this.args(ids, options), pooled: true });
+    return { context: new Tensor(r.context), pooled: new Tensor(r.pooled) };
   }
 }
 
@@ -57,8 +75,10 @@ export interface Conditioning {
   context: Tensor;
   /** [B, C, h, w] joined to x along channels (inpainting's mask and masked-image latents). */
   concat?: Tensor;
-  /** [B, N] vector conditioning (SDXL's pooled text and size numbers). */
-  y?: Tensor;
+  /** SDXL: [B, 1280] the pooled, projected text (diffusers' text_embeds). */
+  textEmbeds?: Tensor;
+  /** SDXL: [B, 6] original size (h, w), crop top-left (top, left), target size (h, w) in pixels; the refiner [B, 5] ends with the aesthetic score. */
+  timeIds?: Tensor;
 }
 
 export class UNet extends Network {
@@ -66,7 +86,7 @@ export class UNet extends Network {
     super(model, 'unet');
   }
   /**
-   * x [B,4,h,w], t [B] (or a number), context [B,77,768] or a Conditioning -> the prediction
+   * x [B,4,h,w], t [B] (or a number), context [B,77,768] or a Conditioning (SDXL: with textEmbeds and timeIds) -> the prediction
    * [B,4,h,w] (the noise for an epsilon model), float in the UNet's dtype.
    */
   async forward(x: Tensor, t: Tensor | number, cond: Tensor | Conditioning): Promise<Tensor> {
@@ -79,7 +99,8 @@ export class UNet extends Network {
         t: handle(tt),
         context: handle(c.context),
         ...(c.concat !== undefined ? { concat: handle(c.concat) } : {}),
-        ...(c.y !== undefined ? { y: handle(c.y) } : {}),
+        ...(c.textEmbeds !== undefined ? { textEmbeds: handle(c.textEmbeds) } : {}),
+        ...(c.timeIds !== undefined ? { timeIds: handle(c.timeIds) } : {}),
       }),
     );
   }

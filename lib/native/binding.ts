@@ -36,15 +36,23 @@ export interface TextEncoderSpec {
   width: number;
   maxTokens: number;
   vocab: number;
-  /** Transformer layers the model runs (the largest clipSkip; SD 2.x: 23 of OpenCLIP's 24). */
+  /** The largest clipSkip: the layers up to the context's (SD 2.x: 23 of OpenCLIP's 24; SDXL: all but the last). */
   layers: number;
-  /** The token that fills a prompt after <|endoftext|>: 49407 (CLIP ViT-L, SD 1.x) or 0 (OpenCLIP, SD 2.x). */
+  /** The token that fills a prompt after <|endoftext|>: 49407 (CLIP ViT-L, SD 1.x) or 0 (OpenCLIP, SD 2.x, SDXL's bigG). */
   padToken: number;
+  /** Width of the pooled, projected output (SDXL's bigG: 1280); 0 when the encoder has no projection. */
+  projection: number;
 }
+
+/** The numbers of SDXL's vector conditioning, in order: sizes and crops take 2 numbers, the score 1. */
+export type TimeId = 'original_size' | 'crop_coords_top_left' | 'target_size' | 'aesthetic_score';
 
 /** A row of the native preset table: what a loaded checkpoint is. */
 export interface NativeFamily {
-  /** The preset: "sd15", "sd15-inpaint", "sd2" (512, epsilon), "sd2-v" (768, v), "sd2-inpaint", "tiny", "tiny-inpaint". */
+  /**
+   * The preset: "sd15", "sd15-inpaint", "sd2" (512, epsilon), "sd2-v" (768, v), "sd2-inpaint", "sdxl",
+   * "sdxl-refiner", "tiny", "tiny-inpaint", "tiny-sdxl", "tiny-sdxl-refiner".
+   */
   name: string;
   /** For messages: "SD 1.x". */
   label: string;
@@ -61,7 +69,14 @@ export interface NativeFamily {
   defaultSize: number;
   /** Width of the cross-attention context the UNet takes. */
   contextDim: number;
+  /** The text encoders, in order; the context is their outputs joined along the width (SDXL: 768 + 1280). */
   textEncoders: TextEncoderSpec[];
+  /** SDXL: the numbers after the pooled text in the UNet's vector input (diffusers' add_time_ids); [] otherwise. */
+  timeIds: TimeId[];
+  /** An all-empty negative prompt is encoded as zeros (diffusers' force_zeros_for_empty_prompt: SDXL base). */
+  zeroEmptyNegative: boolean;
+  /** The scheduler config's timestep spacing, used when none is given ('leading' for SDXL); null: the sampler's own. */
+  timestepSpacing: 'leading' | 'linspace' | 'trailing' | null;
 }
 
 export interface ModelInfo {
@@ -85,8 +100,10 @@ export interface NativeConditioning {
   context: NativeTensor;
   /** [B, unetInChannels - latentChannels, h, w], joined to x along channels (inpainting). */
   concat?: NativeTensor;
-  /** [B, admIn] vector conditioning (SDXL); refused by families without it. */
-  y?: NativeTensor;
+  /** SDXL: [B, pooled width] the pooled, projected text of the last encoder (diffusers' text_embeds). */
+  textEmbeds?: NativeTensor;
+  /** SDXL: [B, n] the family's timeIds numbers in pixels (diffusers' time_ids); refused by families without them. */
+  timeIds?: NativeTensor;
 }
 
 /** One LoRA file of a setLoras call. */
@@ -120,7 +137,8 @@ export interface NativeWeightCounts {
 export interface NativeModel {
   info(): ModelInfo;
   /** clipSkip: 1 = last layer (A1111 numbering); inject: token-embedding rows (flat b*T+t) replaced by vectors [N, width]. */
-  encodeText(o: { ids: NativeTensor; clipSkip?: number; injectIndex?: NativeTensor; injectVectors?: NativeTensor }): Promise<NativeTensor>;
+  encodeText(o: { ids: NativeTensor; encoder?: number; clipSkip?: number; injectIndex?: NativeTensor; injectVectors?: NativeTensor }): Promise<NativeTensor>;
+  encodeText(o: { ids: NativeTensor; encoder?: number; clipSkip?: number; injectIndex?: NativeTensor; injectVectors?: NativeTensor; pooled: true }): Promise<{ context: NativeTensor; pooled: NativeTensor }>;
   unet(o: { x: NativeTensor; t: NativeTensor } & NativeConditioning): Promise<NativeTensor>;
   vaeEncode(o: { images: NativeTensor; tile?: number }): Promise<NativeTensor>;
   vaeDecode(o: { latents: NativeTensor; tile?: number }): Promise<NativeTensor>;

@@ -8,10 +8,15 @@ import type { Model, NoiseLevel, Prediction } from './samplers';
 
 export type { Prediction } from './samplers';
 
-/** The contexts for one model evaluation: cond [B, T, W], uncond [B, T', W] or null (no guidance). */
+/**
+ * The contexts for one model evaluation: cond [B, T, W], uncond [B, T', W] or null (no guidance);
+ * SDXL also their pooled text [B, P] (the UNet's textEmbeds).
+ */
 export interface StepContext {
   cond: Tensor;
   uncond: Tensor | null;
+  condPooled?: Tensor;
+  uncondPooled?: Tensor | null;
 }
 
 /**
@@ -65,6 +70,8 @@ export interface GuidanceOptions {
   empty?: Tensor;
   /** Inpainting UNets: [B, C', h, w] joined to every input along channels (mask and masked-image latents). */
   concat?: Tensor;
+  /** SDXL: the size/crop/score numbers [B, n] of the conditional and unconditional halves (the UNet's timeIds). */
+  timeIds?: { cond: Tensor; uncond: Tensor };
 }
 
 /**
@@ -82,21 +89,29 @@ export function guidedModel(unet: UNet, contextAt: (evaluation: number) => StepC
   const phi = o.rescale ?? 0;
   const concat = o.concat;
   const both = concat ? Tensor.cat([concat, concat]) : undefined;
-  const forward = (x: Tensor, t: number, context: Tensor, extra = concat) => unet.forward(x, t, extra ? { context, concat: extra } : { context });
+  const ids = o.timeIds;
+  const bothIds = ids ? Tensor.cat([ids.uncond, ids.cond]) : undefined;
+  // vector: SDXL's [pooled text, time ids] of the rows this call takes.
+  const forward = (x: Tensor, t: number, context: Tensor, extra = concat, vector?: { textEmbeds: Tensor; timeIds: Tensor }) =>
+    unet.forward(x, t, { context, ...(extra ? { concat: extra } : {}), ...(vector ?? {}) });
+  const vector = (pooled: Tensor | null | undefined, timeIds: Tensor | undefined) => (pooled && timeIds ? { textEmbeds: pooled, timeIds } : undefined);
   let evaluation = 0;
-  let joined: { from: StepContext; both: Tensor } | undefined;
+  let joined: { from: StepContext; both: Tensor; pooled: Tensor | undefined } | undefined;
   return parameterized(o.prediction ?? 'epsilon', async (x, t) => {
     const step = contextAt(evaluation++);
-    if (!step.uncond) return widen(await forward(x, t, step.cond), x);
+    if (!step.uncond) return widen(await forward(x, t, step.cond, concat, vector(step.condPooled, ids?.cond)), x);
     const [cond, uncond] = padPair(step.cond, step.uncond, o.pad ?? false, o.empty);
     let u: Tensor;
     let c: Tensor;
     if (cond.shape[1] === uncond.shape[1]) {
-      if (joined?.from.cond !== step.cond || joined.from.uncond !== step.uncond) joined = { from: step, both: Tensor.cat([uncond, cond]) };
-      [u, c] = (await forward(Tensor.cat([x, x]), t, joined.both, both)).chunk(2) as [Tensor, Tensor];
+      if (joined?.from !== step) {
+        const pooled = step.condPooled && step.uncondPooled ? Tensor.cat([step.uncondPooled, step.condPooled]) : undefined;
+        joined = { from: step, both: Tensor.cat([uncond, cond]), pooled };
+      }
+      [u, c] = (await forward(Tensor.cat([x, x]), t, joined.both, both, vector(joined.pooled, bothIds))).chunk(2) as [Tensor, Tensor];
     } else {
-      u = await forward(x, t, uncond);
-      c = await forward(x, t, cond);
+      u = await forward(x, t, uncond, concat, vector(step.uncondPooled, ids?.uncond));
+      c = await forward(x, t, cond, concat, vector(step.condPooled, ids?.cond));
     }
     const guided = u.add(c.sub(u).mul(o.cfgScale));
     return widen(phi > 0 ? rescaleGuidance(guided, c, phi) : guided, x);

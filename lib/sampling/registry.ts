@@ -149,7 +149,7 @@ const PREDICTIONS: readonly Prediction[] = ['epsilon', 'v'];
  * combination is walked as its diffusers class walks it, or refused here with the reason. Returns
  * the schedule to walk and the step img2img enters at.
  */
-function check(name: SamplerName, opts: Omit<SamplerOptions, 'generator'>): { schedule: Schedule; from: number } {
+function check(name: SamplerName, opts: Omit<SamplerOptions, 'generator'>): { schedule: Schedule; from: number; to: number } {
   const spec: Spec = SPECS[name];
   const { steps, strength = 1, zeroTerminalSnr = false, prediction = 'epsilon' } = opts;
   const schedule = scheduleName(opts.schedule);
@@ -174,15 +174,46 @@ function check(name: SamplerName, opts: Omit<SamplerOptions, 'generator'>): { sc
   const walk = spec.schedule(train, steps, schedule, spacing);
   const problem = scheduleProblem(walk, spacing);
   if (problem) throw new RangeError(problem);
-  const from = steps - kept;
-  if (prediction === 'epsilon' && walk.timesteps.slice(from).some((t) => train.alphasCumprod[t] === 0)) {
+  const { from, to } = span(name, walk, steps - kept, opts);
+  if (prediction === 'epsilon' && walk.timesteps.slice(from, to).some((t) => train.alphasCumprod[t] === 0)) {
     throw new Error(
       `sampler '${name}' with zero terminal SNR starts at ᾱ = 0, where an epsilon-prediction model's output carries no image ` +
         `(x0 = (x − ε)/0): use a v-prediction model (Lin et al. 2023), 'leading' spacing, or one of the samplers that clamp the last ᾱ ` +
         samplerNames.filter((n) => SPECS[n as SamplerName].zeroSnr === 'clamped').join(', '),
     );
   }
-  return { schedule: walk, from };
+  return { schedule: walk, from, to };
+}
+
+/**
+ * The steps a run takes, [from, to): img2img's from, or SDXL's hand-off between two models as
+ * diffusers computes it (StableDiffusionXLPipeline: the timesteps ≥ the cutoff for denoising_end;
+ * StableDiffusionXLImg2ImgPipeline.get_timesteps: those below it for denoising_start), with the
+ * cutoff round(1000·(1 − fraction)).
+ */
+function span(name: SamplerName, walk: Schedule, from: number, opts: Omit<SamplerOptions, 'generator'>): { from: number; to: number } {
+  const { denoisingStart: start, denoisingEnd: end } = opts;
+  let to = walk.timesteps.length;
+  if (start === undefined && end === undefined) return { from, to };
+  const cutoff = (fraction: number, what: string) => {
+    if (typeof fraction !== 'number' || !(fraction > 0 && fraction < 1)) throw new RangeError(`${what} must be in (0, 1), got ${String(fraction)}`);
+    return Math.round(TRAIN_STEPS - fraction * TRAIN_STEPS);
+  };
+  if (SPECS[name].evals !== 1) {
+    throw new Error(`sampler '${name}' takes two model evaluations per step and cannot hand a run over mid-way (denoisingStart/denoisingEnd): use a first-order or multistep sampler such as euler, euler_a or dpmpp_2m`);
+  }
+  if (end !== undefined) {
+    const c = cutoff(end, 'denoisingEnd');
+    to = walk.timesteps.filter((t) => t >= c).length;
+  }
+  if (start !== undefined) {
+    const c = cutoff(start, 'denoisingStart');
+    from = walk.timesteps.length - walk.timesteps.filter((t) => t < c).length;
+  }
+  if (to <= from) {
+    throw new RangeError(`denoisingStart ${start ?? '-'} / denoisingEnd ${end ?? '-'} leave no step of ${walk.timesteps.length} to run: move them apart or raise steps`);
+  }
+  return { from, to };
 }
 
 /** latents noised to step k of a schedule: diffusers' add_noise (x0 + σ·n in VE space, α·x0 + σ_t·n in VP space). */
@@ -195,8 +226,7 @@ function noiseTo(spec: Spec, schedule: Schedule, latents: Tensor, noise: Tensor,
 
 function makeSampler(name: SamplerName): Sampler {
   const spec: Spec = SPECS[name];
-  const count = ({ schedule, from }: { schedule: Schedule; from: number }): number =>
-    spec.evals * (schedule.timesteps.length - from) - (spec.evals - 1);
+  const count = ({ from, to }: { from: number; to: number }): number => spec.evals * (to - from) - (spec.evals - 1);
   return {
     init(noise, opts) {
       const { schedule } = check(name, opts);
@@ -207,8 +237,8 @@ function makeSampler(name: SamplerName): Sampler {
       return noiseTo(spec, schedule, latents, noise, from);
     },
     async sample(model, x, opts) {
-      const { schedule, from } = check(name, opts);
-      const total = count({ schedule, from });
+      const { schedule, from, to } = check(name, opts);
+      const total = count({ from, to });
       let done = 0;
       const counted: Model = {
         ...model,
@@ -222,7 +252,7 @@ function makeSampler(name: SamplerName): Sampler {
       const inpaint = opts.inpaint;
       const keep = inpaint?.mask.mul(-1).add(1);
       const blend = inpaint && keep ? (latents: Tensor, k: number) => noiseTo(spec, schedule, inpaint.latents, inpaint.noise, k).mul(keep).add(latents.mul(inpaint.mask)) : undefined;
-      return spec.run(counted, x, { ...schedule, from, generator: opts.generator, ...(blend ? { blend } : {}) });
+      return spec.run(counted, x, { ...schedule, from, to, generator: opts.generator, ...(blend ? { blend } : {}) });
     },
     evaluations: (opts) => count(check(name, opts)),
   };

@@ -60,6 +60,17 @@ export interface SamplerOptions {
   generator: Generator;
   /** img2img: 1 = full txt2img; runs the last int(steps·strength) steps, as diffusers' img2img pipeline does. */
   strength?: number;
+  /**
+   * Stop early: run only the steps whose timestep is ≥ round(1000·(1 − denoisingEnd)), and return
+   * the latents still noisy at the next step's level (diffusers' SDXL denoising_end, for a refiner
+   * to continue). In (0, 1).
+   */
+  denoisingEnd?: number;
+  /**
+   * Start late from latents already at that level: run only the steps whose timestep is below
+   * round(1000·(1 − denoisingStart)) (diffusers' SDXL img2img denoising_start; strength is not used). In (0, 1).
+   */
+  denoisingStart?: number;
   /** 4-channel inpainting: keep the unmasked latents after each step, as diffusers does. */
   inpaint?: Inpaint;
   /**
@@ -88,9 +99,10 @@ export interface Sampler {
 /** D(x; σ, t): the model's estimate of the clean latents. */
 export type Denoiser = (x: Tensor, sigma: number, t: number) => Promise<Tensor>;
 
-/** One run of a sampler: its schedule, the step img2img enters at, and the noise generator. */
+/** One run of a sampler: its schedule, the step img2img enters at, the step it stops before, and the noise generator. */
 export interface Walk extends Schedule {
   from: number;
+  to: number;
   generator: Generator;
   /** Inpainting: x at the noise level of step k with the unmasked latents put back (k = timesteps.length: σ = 0, the clean latents). */
   blend?: (x: Tensor, k: number) => Tensor;
@@ -156,8 +168,8 @@ const keep = ({ blend }: Walk, x: Tensor, k: number): Tensor => (blend ? blend(x
 
 /** DDPM ancestral sampling (Ho et al. 2020, arXiv:2006.11239), "fixed_small" variance. */
 export async function ddpm(model: Model, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { timesteps, from, generator, train } = walk;
-  for (let i = from; i < timesteps.length; i++) {
+  const { timesteps, from, to, generator, train } = walk;
+  for (let i = from; i < to; i++) {
     const t = timesteps[i];
     const out = await model.output(x, t);
     const a = train.alphasCumprod[t];
@@ -175,9 +187,9 @@ export async function ddpm(model: Model, x: Tensor, walk: Walk): Promise<Tensor>
 
 /** DDIM, deterministic (Song et al. 2020, arXiv:2010.02502, η = 0); the previous timestep is t − ⌊1000/steps⌋ for every spacing, as diffusers' DDIMScheduler. */
 export async function ddim(model: Model, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { steps, timesteps, from, train } = walk;
+  const { steps, timesteps, from, to, train } = walk;
   const stride = Math.floor(TRAIN_STEPS / steps);
-  for (let i = from; i < timesteps.length; i++) {
+  for (let i = from; i < to; i++) {
     const t = timesteps[i];
     const out = await model.output(x, t);
     const lv = level(train.alphasCumprod[t]);
@@ -196,11 +208,11 @@ export async function ddim(model: Model, x: Tensor, walk: Walk): Promise<Tensor>
  * the transfer's own x and ᾱ_t.
  */
 export async function plms(model: Model, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { steps, timesteps, from, train } = walk;
+  const { steps, timesteps, from, to, train } = walk;
   const stride = Math.floor(TRAIN_STEPS / steps);
   const outs: Tensor[] = [];
   let start = x;
-  for (let i = from; i < timesteps.length; i++) {
+  for (let i = from; i < to; i++) {
     const out = await model.output(x, timesteps[i]);
     const redo = i - from === 1; // the second call revisits the first step from its start
     const t = redo ? timesteps[i] + stride : timesteps[i];
@@ -236,8 +248,8 @@ function pndmTransfer(x: Tensor, a: number, aPrev: number, e: Tensor): Tensor {
 
 /** Euler's method on the probability-flow ODE (Karras et al. 2022, arXiv:2206.00364, Alg. 2 without churn). */
 export async function euler(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { sigmas, timesteps, from } = walk;
-  for (let i = from; i < timesteps.length; i++) {
+  const { sigmas, timesteps, from, to } = walk;
+  for (let i = from; i < to; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     x = keep(walk, x.add(d.mul(sigmas[i + 1] - sigmas[i])), i + 1);
   }
@@ -246,8 +258,8 @@ export async function euler(model: Denoiser, x: Tensor, walk: Walk): Promise<Ten
 
 /** Ancestral Euler (k-diffusion's sample_euler_ancestral, η = 1; Song et al. 2021 ancestral step). */
 export async function eulerAncestral(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { sigmas, timesteps, from, generator } = walk;
-  for (let i = from; i < timesteps.length; i++) {
+  const { sigmas, timesteps, from, to, generator } = walk;
+  for (let i = from; i < to; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     const { up, down } = ancestral(sigmas[i], sigmas[i + 1]);
     x = x.add(d.mul(down - sigmas[i]));
@@ -262,8 +274,8 @@ export async function eulerAncestral(model: Denoiser, x: Tensor, walk: Walk): Pr
  * does after each of HeunDiscreteScheduler's half steps.
  */
 export async function heun(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { sigmas, timesteps, from } = walk;
-  for (let i = from; i < timesteps.length; i++) {
+  const { sigmas, timesteps, from, to } = walk;
+  for (let i = from; i < to; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     const dt = sigmas[i + 1] - sigmas[i];
     if (sigmas[i + 1] === 0) {
@@ -283,8 +295,8 @@ export async function heun(model: Denoiser, x: Tensor, walk: Walk): Promise<Tens
  * midpoint included (diffusers' KDPM2DiscreteScheduler reports that σ for its first half step).
  */
 export async function dpm2(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { sigmas, timesteps, from, sigmaToT } = walk;
-  for (let i = from; i < timesteps.length; i++) {
+  const { sigmas, timesteps, from, to, sigmaToT } = walk;
+  for (let i = from; i < to; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     if (sigmas[i + 1] === 0) {
       x = keep(walk, x.add(d.mul(sigmas[i + 1] - sigmas[i])), i + 1);
@@ -300,8 +312,8 @@ export async function dpm2(model: Denoiser, x: Tensor, walk: Walk): Promise<Tens
 
 /** Ancestral DPM-Solver-2 (k-diffusion's sample_dpm_2_ancestral, η = 1); no noise on the last step; inpainting as dpm2. */
 export async function dpm2Ancestral(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { sigmas, timesteps, from, generator, sigmaToT } = walk;
-  for (let i = from; i < timesteps.length; i++) {
+  const { sigmas, timesteps, from, to, generator, sigmaToT } = walk;
+  for (let i = from; i < to; i++) {
     const d = x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]);
     if (sigmas[i + 1] === 0) {
       x = keep(walk, x.add(d.mul(sigmas[i + 1] - sigmas[i])), i + 1);
@@ -319,9 +331,9 @@ export async function dpm2Ancestral(model: Denoiser, x: Tensor, walk: Walk): Pro
 
 /** Linear multistep (k-diffusion's sample_lms): Adams–Bashforth in σ over the last ≤ 4 derivatives. */
 export async function lms(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { sigmas, timesteps, from } = walk;
+  const { sigmas, timesteps, from, to } = walk;
   const ds: Tensor[] = []; // newest first
-  for (let i = from; i < timesteps.length; i++) {
+  for (let i = from; i < to; i++) {
     ds.unshift(x.sub(await model(x, sigmas[i], timesteps[i])).div(sigmas[i]));
     ds.length = Math.min(ds.length, 4);
     // diffusers takes the order from the absolute step, so an img2img run starts at a high order
@@ -355,9 +367,9 @@ function lmsCoefficient(sigmas: number[], i: number, order: number, j: number): 
 
 /** DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095), midpoint; first order on the first and last step. */
 export async function dpmpp2m(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { sigmas, timesteps, from } = walk;
+  const { sigmas, timesteps, from, to } = walk;
   let prev: Tensor | undefined;
-  for (let i = from; i < timesteps.length; i++) {
+  for (let i = from; i < to; i++) {
     const x0 = await model(x, sigmas[i], timesteps[i]);
     const s = vp(sigmas[i]);
     const t = vp(sigmas[i + 1]);
@@ -376,9 +388,9 @@ export async function dpmpp2m(model: Denoiser, x: Tensor, walk: Walk): Promise<T
 
 /** DPM-Solver++(2M) SDE (Lu et al. 2022, arXiv:2211.01095), midpoint; noise drawn on every step. */
 export async function dpmpp2mSde(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { sigmas, timesteps, from, generator } = walk;
+  const { sigmas, timesteps, from, to, generator } = walk;
   let prev: Tensor | undefined;
-  for (let i = from; i < timesteps.length; i++) {
+  for (let i = from; i < to; i++) {
     const x0 = await model(x, sigmas[i], timesteps[i]);
     const noise = randnLike(x0, generator);
     const s = vp(sigmas[i]);
@@ -403,12 +415,12 @@ export async function dpmpp2mSde(model: Denoiser, x: Tensor, walk: Walk): Promis
  * from the previous input, so the kept latents reach the result through the model's output only.
  */
 export async function unipc(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
-  const { sigmas, timesteps, from } = walk;
+  const { sigmas, timesteps, from, to } = walk;
   const n = timesteps.length;
   const ms: Tensor[] = []; // data predictions of the last two steps, newest last
   let last: Tensor | undefined; // the predictor's input of the previous step
   let order = 1;
-  for (let i = from; i < n; i++) {
+  for (let i = from; i < to; i++) {
     const m = await model(x, sigmas[i], timesteps[i]);
     if (last) x = uniC(last, m, ms, sigmas, i, order);
     ms.push(m);

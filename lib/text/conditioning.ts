@@ -3,6 +3,9 @@
 // (prompt.ts), tokenized, cut into chunks of 75 tokens (comma backtracking, BREAK, embeddings never
 // split), each chunk encoded alone as [start, 75 tokens, end], weights applied per token, chunks
 // concatenated: [B, 77·k, width]. Textual-inversion embeddings enter as token-embedding vectors.
+// SDXL (A1111's sd_models_xl + sgm's GeneralConditioner): every chunk goes through each encoder with
+// its own pad token and embedding vectors, emphasis applies per encoder, and the outputs are joined
+// along the width (768 + 1280); the pooled vector is the last encoder's, of the first chunk, unweighted.
 import type { TextEncoder } from '../models/networks';
 import { Tensor } from '../tensor';
 import type { CLIPTokenizer } from './clip-tokenizer';
@@ -22,7 +25,10 @@ export const EMPHASIS: readonly Emphasis[] = ['original', 'no-norm', 'ignore', '
 /** A textual-inversion embedding: its name (the file name) and vectors [n, width] float32. */
 export interface TextualInversion {
   name: string;
+  /** The vectors for the first text encoder [n, width] (SDXL: clip_l). */
   vectors: Tensor;
+  /** One [n, width_i] per text encoder when the model has several (SDXL: clip_l, clip_g). */
+  encoders?: Tensor[];
   /** A1111's short hash: the first 12 hex digits of the file's sha256 (for "TI hashes"). */
   hash: string;
   /** Why this file cannot serve the model (another width...): a prompt that uses the name fails with it. */
@@ -133,10 +139,18 @@ export function tokenizeLine(line: string, tokenizer: CLIPTokenizer, db: Embeddi
 }
 
 export interface EncodeOptions extends ChunkOptions {
-  /** A1111's "Clip skip": 1 = the last layer, 2 = the penultimate (+ final layer norm). */
+  /** A1111's "Clip skip": 1 = the family's own layer (SD 1.x: the last), 2 = one earlier (+ final layer norm for SD 1.x/2.x). */
   clipSkip: number;
   /** The text encoder's pad token: after a chunk's first end token every position holds it (default: the end token, SD 1.x; 0 for SD 2). */
   padToken?: number;
+  /** Also return the pooled output of the last encoder (SDXL's text_embeds). */
+  pooled?: boolean;
+}
+
+/** One of several text encoders (SDXL) with the token that pads its chunks. */
+export interface EncoderUse {
+  encoder: TextEncoder;
+  padToken: number;
 }
 
 /**
@@ -149,8 +163,10 @@ function padAfterEnd(tokens: number[], end: number, pad: number): number[] {
 }
 
 export interface Encoded {
-  /** [texts, 77·k, width]: k the most chunks of any text (shorter texts get empty chunks). */
+  /** [texts, 77·k, width]: k the most chunks of any text (shorter texts get empty chunks); width = the encoders' widths summed. */
   context: Tensor;
+  /** With `pooled`: [texts, projection], the last encoder's pooled output of each text's first chunk. */
+  pooled?: Tensor;
   /** The most tokens of any text (A1111's token count). */
   tokenCount: number;
   /** Embeddings the texts used. */
@@ -162,33 +178,57 @@ export interface Encoded {
  * is encoded in one batch (an empty chunk for texts with fewer), with emphasis applied over that
  * batch (the mean is the batch's, as A1111's), and the chunks are concatenated along tokens.
  */
-export async function encodeTexts(texts: string[], encoder: TextEncoder, tokenizer: CLIPTokenizer, db: EmbeddingDb, opts: EncodeOptions): Promise<Encoded> {
+export async function encodeTexts(
+  texts: string[], encoder: TextEncoder | EncoderUse[], tokenizer: CLIPTokenizer, db: EmbeddingDb, opts: EncodeOptions,
+): Promise<Encoded> {
+  const encoders: EncoderUse[] = Array.isArray(encoder) ? encoder : [{ encoder, padToken: opts.padToken ?? tokenizer.eosId }];
   const lines = texts.map((t) => tokenizeLine(t, tokenizer, db, opts));
   const count = Math.max(...lines.map((l) => l.chunks.length));
   const empty = (): Chunk => ({ tokens: [tokenizer.bosId, ...Array<number>(CHUNK_LENGTH + 1).fill(tokenizer.eosId)], multipliers: Array<number>(CHUNK_LENGTH + 2).fill(1), fixes: [] });
   const used = new Set<TextualInversion>();
   const zs: Tensor[] = [];
+  let pooled: Tensor | undefined;
   for (let i = 0; i < count; i++) {
     const batch = lines.map((l) => l.chunks[i] ?? empty());
     const width = CHUNK_LENGTH + 2;
-    const pad = opts.padToken ?? tokenizer.eosId;
-    const ids = Tensor.from(BigInt64Array.from(batch.flatMap((c) => padAfterEnd(c.tokens, tokenizer.eosId, pad)), (v) => BigInt(v)), [batch.length, width], 'int64');
     const index: bigint[] = [];
-    const vectors: Tensor[] = [];
+    const fixes: Array<{ embedding: TextualInversion }> = [];
     batch.forEach((c, b) =>
       c.fixes.forEach(({ offset, embedding }) => {
         used.add(embedding);
-        const n = embedding.vectors.shape[0]!;
         // offset counts from after the start token
-        for (let j = 0; j < n; j++) index.push(BigInt(b * width + 1 + offset + j));
-        vectors.push(embedding.vectors);
+        for (let j = 0; j < embedding.vectors.shape[0]!; j++) index.push(BigInt(b * width + 1 + offset + j));
+        fixes.push({ embedding });
       }),
     );
-    const inject = index.length ? { index: Tensor.from(BigInt64Array.from(index), [index.length], 'int64'), vectors: Tensor.cat(vectors) } : undefined;
-    const z = await encoder.forward(ids, { clipSkip: opts.clipSkip, ...(inject ? { inject } : {}) });
-    zs.push(emphasize(z, batch, opts.emphasis));
+    const parts: Tensor[] = [];
+    for (const [e, { encoder: net, padToken }] of encoders.entries()) {
+      const ids = Tensor.from(BigInt64Array.from(batch.flatMap((c) => padAfterEnd(c.tokens, tokenizer.eosId, padToken)), (v) => BigInt(v)), [batch.length, width], 'int64');
+      const inject = index.length
+        ? { index: Tensor.from(BigInt64Array.from(index), [index.length], 'int64'), vectors: Tensor.cat(fixes.map((f) => vectorsFor(f.embedding, e))) }
+        : undefined;
+      const options = { clipSkip: opts.clipSkip, ...(inject ? { inject } : {}) };
+      const last = e === encoders.length - 1;
+      let z: Tensor;
+      if (last && opts.pooled && i === 0) ({ context: z, pooled } = await net.forwardPooled(ids, options));
+      else z = await net.forward(ids, options);
+      parts.push(emphasize(z, batch, opts.emphasis));
+    }
+    zs.push(parts.length === 1 ? parts[0]! : Tensor.cat(parts, 2));
   }
-  return { context: zs.length === 1 ? zs[0]! : Tensor.cat(zs, 1), tokenCount: Math.max(...lines.map((l) => l.tokenCount)), used };
+  return {
+    context: zs.length === 1 ? zs[0]! : Tensor.cat(zs, 1),
+    ...(pooled ? { pooled } : {}),
+    tokenCount: Math.max(...lines.map((l) => l.tokenCount)),
+    used,
+  };
+}
+
+/** An embedding's vectors for text encoder `e`. */
+function vectorsFor(embedding: TextualInversion, e: number): Tensor {
+  const v = e === 0 ? embedding.vectors : embedding.encoders?.[e];
+  if (v === undefined) throw new Error(`embedding '${embedding.name}' has no vectors for text encoder ${e + 1} of this model`);
+  return v;
 }
 
 /** A1111's sd_emphasis: z [B, 77, width] times each token's weight, then (original) the old mean restored. */

@@ -21,11 +21,14 @@ at::Tensor prepare(const at::Tensor& x, const nn::Module& m, bool floating = tru
   return floating ? x.to(p.device(), p.scalar_type()) : x.to(p.device());
 }
 
-nn::Module& component(StableDiffusion& sd, const std::string& name) {
-  if (name == "textEncoder") return *sd.clip;
-  if (name == "unet") return *sd.unet;
-  if (name == "vae") return *sd.vae;
-  throw std::invalid_argument("unknown component '" + name + "'; use textEncoder, unet or vae");
+// A component's networks and their file key prefixes ("textEncoder": every text encoder of the family).
+std::vector<std::pair<nn::Module*, std::string>> component(StableDiffusion& sd, const std::string& name) {
+  if (name == "unet") return {{sd.unet.get(), kUNetPrefix}};
+  if (name == "vae") return {{sd.vae.get(), kVaePrefix}};
+  if (name != "textEncoder") throw std::invalid_argument("unknown component '" + name + "'; use textEncoder, unet or vae");
+  std::vector<std::pair<nn::Module*, std::string>> out;
+  for (auto& te : sd.text_encoders) out.emplace_back(te.get(), te->config.prefix);
+  return out;
 }
 
 void check_rank(const at::Tensor& t, int64_t rank, const char* what, const std::string& shape) {
@@ -82,7 +85,7 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   out.Set("config", f.name);
   out.Set("dtype", dtype_string(p.scalar_type()));
   out.Set("unetDevice", p.device().str());
-  out.Set("textEncoderDevice", m->clip->parameters().front().device().str());
+  out.Set("textEncoderDevice", m->text_encoders.front()->parameters().front().device().str());
   out.Set("vaeDevice", m->vae->parameters().front().device().str());
   out.Set("vaeDtype", dtype_string(m->vae->parameters().front().scalar_type()));
   out.Set("vae", m->vae_path.empty() ? env.Null() : Napi::String::New(env, m->vae_path));
@@ -96,28 +99,47 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   family.Set("vaeScaleFactor", double(f.vae_scale_factor()));
   family.Set("defaultSize", double(f.default_size));
   family.Set("contextDim", double(f.unet.context));
-  auto encoder = Napi::Object::New(env);
-  encoder.Set("width", double(f.clip.width));
-  encoder.Set("maxTokens", double(f.clip.positions));
-  encoder.Set("vocab", double(f.clip.vocab));
-  encoder.Set("layers", double(f.clip.layers));
-  encoder.Set("padToken", double(f.clip.pad_token));
-  auto encoders = Napi::Array::New(env, 1);
-  encoders.Set(0u, encoder);
+  auto encoders = Napi::Array::New(env, f.text_encoders.size());
+  for (size_t i = 0; i < f.text_encoders.size(); ++i) {
+    const ClipConfig& c = f.text_encoders[i];
+    auto encoder = Napi::Object::New(env);
+    encoder.Set("width", double(c.width));
+    encoder.Set("maxTokens", double(c.positions));
+    encoder.Set("vocab", double(c.vocab));
+    encoder.Set("layers", double(c.layers - c.hidden_from_end));  // the clip skip range: 1..layers
+    encoder.Set("padToken", double(c.pad_token));
+    encoder.Set("projection", double(c.projection));
+    encoders.Set(uint32_t(i), encoder);
+  }
   family.Set("textEncoders", encoders);
+  auto time_ids = Napi::Array::New(env, f.time_ids.size());
+  for (size_t i = 0; i < f.time_ids.size(); ++i) time_ids.Set(uint32_t(i), f.time_ids[i]);
+  family.Set("timeIds", time_ids);
+  family.Set("zeroEmptyNegative", f.zero_empty_negative);
+  family.Set("timestepSpacing", f.timestep_spacing.empty() ? env.Null() : Napi::String::New(env, f.timestep_spacing));
   out.Set("family", family);
   return out;
 }
 
-// encodeText({ ids, clipSkip?, inject?: { index, vectors } }): see ClipTextModelImpl::forward.
+// encodeText({ ids, encoder?, clipSkip?, injectIndex?, injectVectors?, pooled? }) -> context, or
+// { context, pooled } with pooled: true: see ClipTextModelImpl::forward.
 Napi::Value ModelWrap::EncodeText(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
     Args a(info, "encodeText");
     at::Tensor ids = a.tensor("ids");
     const int64_t skip = a.integer("clipSkip", 1);
+    const int64_t which = a.integer("encoder", 0);
+    const bool pooled = a.boolean("pooled", false);
     std::optional<at::Tensor> index = a.optional_tensor("injectIndex"), vectors = a.optional_tensor("injectVectors");
-    const auto& c = m->family.clip;
+    const int64_t count = int64_t(m->text_encoders.size());
+    if (which < 0 || which >= count)
+      throw std::invalid_argument("encoder must be from 0 to " + std::to_string(count - 1) + " (this " + m->family.label + " model has " +
+                                  std::to_string(count) + " text encoder" + (count > 1 ? "s" : "") + "), got " + std::to_string(which));
+    ClipTextModel te = m->text_encoders[which];
+    const auto& c = te->config;
+    if (pooled && c.projection == 0)
+      throw std::invalid_argument("text encoder " + std::to_string(which) + " of this " + m->family.label + " model has no text projection: it gives no pooled output");
     const std::string shape = "[B, " + std::to_string(c.positions) + "]";
     check_rank(ids, 2, "token ids", shape);
     if (ids.size(1) > c.positions) throw std::invalid_argument("token ids must have shape " + shape + " (at most " + std::to_string(c.positions) + " positions)");
@@ -125,8 +147,9 @@ Napi::Value ModelWrap::EncodeText(const Napi::CallbackInfo& info) {
     if (ids.numel() && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.vocab))
       throw std::invalid_argument("token ids must be in [0, " + std::to_string(c.vocab) + ") (this text encoder's vocabulary), got " +
                                   std::to_string(ids.min().item<int64_t>()) + " .. " + std::to_string(ids.max().item<int64_t>()));
-    if (skip < 1 || skip > c.layers)
-      throw std::invalid_argument("clipSkip must be from 1 (the last layer) to " + std::to_string(c.layers) + ", got " + std::to_string(skip));
+    const int64_t max_skip = c.layers - c.hidden_from_end;
+    if (skip < 1 || skip > max_skip)
+      throw std::invalid_argument("clipSkip must be from 1 (the model's own layer) to " + std::to_string(max_skip) + ", got " + std::to_string(skip));
     if (bool(index) != bool(vectors)) throw std::invalid_argument("injectIndex and injectVectors go together");
     if (index) {
       check_rank(*index, 1, "injectIndex", "[N]");
@@ -136,27 +159,51 @@ Napi::Value ModelWrap::EncodeText(const Napi::CallbackInfo& info) {
       if (index->numel() && (index->min().item<int64_t>() < 0 || index->max().item<int64_t>() >= ids.numel()))
         throw std::invalid_argument("injectIndex positions must lie inside the token ids");
     }
-    return Task<at::Tensor>::run(
+    return Task<TextEncoding>::run(
         info.Env(),
-        [=] {
+        [=]() mutable {
           std::shared_lock weights(m->weights_mutex);
-          at::Tensor i = index ? prepare(*index, *m->clip, false).to(at::kLong) : at::Tensor();
-          at::Tensor v = vectors ? prepare(*vectors, *m->clip) : at::Tensor();
-          return m->clip->forward(prepare(ids, *m->clip, false).to(at::kLong), skip, i, v);
+          at::Tensor i = index ? prepare(*index, *te, false).to(at::kLong) : at::Tensor();
+          at::Tensor v = vectors ? prepare(*vectors, *te) : at::Tensor();
+          return te->forward(prepare(ids, *te, false).to(at::kLong), skip, i, v, pooled);
         },
-        [](Napi::Env env, at::Tensor& t) -> Napi::Value { return TensorWrap::wrap(env, t); });
+        [pooled](Napi::Env env, TextEncoding& r) -> Napi::Value {
+          if (!pooled) return TensorWrap::wrap(env, r.context);
+          auto out = Napi::Object::New(env);
+          out.Set("context", TensorWrap::wrap(env, r.context));
+          out.Set("pooled", TensorWrap::wrap(env, r.pooled));
+          return out;
+        });
   });
 }
 
-// unet({ x, t, context, concat? }): one conditioning object, so new inputs need no new signature.
+// unet({ x, t, context, concat?, textEmbeds?, timeIds? }): one conditioning object, so new inputs need no new signature.
 Napi::Value ModelWrap::Unet(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
     Args a(info, "unet");
     at::Tensor x = a.tensor("x"), t = a.tensor("t"), ctx = a.tensor("context");
     std::optional<at::Tensor> concat = a.optional_tensor("concat");
-    if (a.has("y")) throw std::invalid_argument("this " + m->family.label + " UNet takes no vector conditioning y");
+    std::optional<at::Tensor> text_embeds = a.optional_tensor("textEmbeds"), time_ids = a.optional_tensor("timeIds");
     const auto& c = m->family.unet;
+    if (c.adm_in == 0 && (text_embeds || time_ids))
+      throw std::invalid_argument("this " + m->family.label + " UNet takes no vector conditioning: leave textEmbeds and timeIds out");
+    if (c.adm_in > 0) {
+      const int64_t pooled = m->family.text_encoders.back().projection, n = int64_t(m->family.time_ids.size());
+      const int64_t numbers = (c.adm_in - pooled) / c.time_id_dim;  // time ids (2 per size, 1 for a score)
+      const std::string te_shape = "[B, " + std::to_string(pooled) + "]", ids_shape = "[B, " + std::to_string(numbers) + "]";
+      if (!text_embeds || !time_ids)
+        throw std::invalid_argument("this " + m->family.label + " UNet needs textEmbeds " + te_shape + " (the pooled text) and timeIds " +
+                                    ids_shape + " (" + std::to_string(n) + " size/crop/score entries)");
+      check_rank(*text_embeds, 2, "textEmbeds", te_shape);
+      check_rank(*time_ids, 2, "timeIds", ids_shape);
+      if (text_embeds->size(1) != pooled || text_embeds->size(0) != x.size(0))
+        throw std::invalid_argument("textEmbeds must have shape " + te_shape + " with B = x's batch, got " + shape_str(text_embeds->sizes()));
+      if (time_ids->size(1) != numbers || time_ids->size(0) != x.size(0))
+        throw std::invalid_argument("timeIds must have shape " + ids_shape + " with B = x's batch, got " + shape_str(time_ids->sizes()));
+      if (!time_ids->isfinite().all().item<bool>() || !text_embeds->isfinite().all().item<bool>())
+        throw std::invalid_argument("textEmbeds and timeIds must be finite, got NaN or infinity");
+    }
     const int64_t extra = c.in - c.out;  // channels joined to x: 5 for inpainting models, else none
     const std::string ctx_shape = "[B, tokens, " + std::to_string(c.context) + "]";
     check_rank(x, 4, "x", "[B, " + std::to_string(c.out) + ", h, w]");
@@ -186,7 +233,9 @@ Napi::Value ModelWrap::Unet(const Napi::CallbackInfo& info) {
         info.Env(),
         [=] {
           std::shared_lock weights(m->weights_mutex);
-          Conditioning cond{prepare(ctx, *m->unet), concat ? prepare(*concat, *m->unet) : at::Tensor()};
+          Conditioning cond{prepare(ctx, *m->unet), concat ? prepare(*concat, *m->unet) : at::Tensor(),
+                            text_embeds ? prepare(*text_embeds, *m->unet) : at::Tensor(),
+                            time_ids ? time_ids->to(x.device(), at::kFloat) : at::Tensor()};
           return m->unet->forward(prepare(x, *m->unet), t.to(x.device()), cond);
         },
         [](Napi::Env env, at::Tensor& r) -> Napi::Value { return TensorWrap::wrap(env, r); });
@@ -238,14 +287,14 @@ Napi::Value ModelWrap::MoveTo(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
     Args a(info, "moveTo");
-    nn::Module& c = component(*m, a.string("component"));
+    auto nets = component(*m, a.string("component"));
     at::Device device = a.device("device");
     std::optional<at::ScalarType> dtype = a.optional_dtype("dtype");
     return Task<bool>::run(
         info.Env(),
-        [m, &c, device, dtype] {
+        [m, nets, device, dtype] {
           std::unique_lock weights(m->weights_mutex);
-          dtype ? c.to(device, *dtype) : c.to(device);
+          for (auto& [c, prefix] : nets) dtype ? c->to(device, *dtype) : c->to(device);
           return true;
         },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
@@ -304,16 +353,15 @@ Napi::Value ModelWrap::SetLoras(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
   return guard(info, [&]() -> Napi::Value {
     auto m = live(info.Env());
-    const std::string name = Args(info, "parameters").string("component");
-    nn::Module& c = component(*m, name);
-    const char* prefix = name == "unet" ? kUNetPrefix : name == "vae" ? kVaePrefix : kClipPrefix;
+    auto nets = component(*m, Args(info, "parameters").string("component"));
     using Named = std::vector<std::pair<std::string, at::Tensor>>;
     return Task<Named>::run(
         info.Env(),
-        [m, &c, prefix] {
+        [m, nets] {
           std::shared_lock weights(m->weights_mutex);
           Named out;
-          for (const auto& p : c.named_parameters()) out.emplace_back(prefix + p.key(), p.value().detach());
+          for (auto& [c, prefix] : nets)
+            for (const auto& p : c->named_parameters()) out.emplace_back(prefix + p.key(), p.value().detach());
           return out;
         },
         [](Napi::Env env, Named& named) -> Napi::Value {

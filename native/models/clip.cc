@@ -50,24 +50,42 @@ ClipEncoderImpl::ClipEncoderImpl(const ClipConfig& c) {
   for (int64_t i = 0; i < c.layers; ++i) layers->push_back(ClipLayer(c));
 }
 
-ClipTextModelImpl::ClipTextModelImpl(const ClipConfig& c) {
+ClipTextTransformerImpl::ClipTextTransformerImpl(const ClipConfig& c) {
   embeddings = register_module("embeddings", ClipEmbeddings(c));
   encoder = register_module("encoder", ClipEncoder(c));
   final_layer_norm = register_module("final_layer_norm", layer_norm(c.width));
 }
 
-at::Tensor ClipTextModelImpl::forward(const at::Tensor& ids, int64_t skip, const at::Tensor& index, const at::Tensor& vectors) {
+ClipTextModelImpl::ClipTextModelImpl(const ClipConfig& c) : config(c) {
+  text_model = register_module("text_model", ClipTextTransformer(c));
+  if (c.projection > 0) text_projection = register_module("text_projection", Linear(c.width, c.projection, /*bias=*/false));
+}
+
+TextEncoding ClipTextModelImpl::forward(const at::Tensor& ids, int64_t skip, const at::Tensor& index, const at::Tensor& vectors,
+                                        bool pooled) {
+  auto& m = *text_model;
   auto positions = at::arange(ids.size(1), ids.options().dtype(at::kLong));
-  auto tokens = embeddings->token_embedding(ids);
+  auto tokens = m.embeddings->token_embedding(ids);
   if (index.defined() && index.numel()) {
     auto flat = tokens.reshape({-1, tokens.size(-1)}).clone();
     flat.index_copy_(0, index, vectors.to(flat.scalar_type()));
     tokens = flat.reshape(tokens.sizes());
   }
-  auto x = tokens + embeddings->position_embedding(positions);
-  const size_t used = encoder->layers->size() - size_t(skip - 1);
-  for (size_t i = 0; i < used; ++i) x = (*encoder->layers)[i]->as<ClipLayer>()->forward(x);
-  return final_layer_norm(x);
+  auto x = tokens + m.embeddings->position_embedding(positions);
+  const size_t layers = m.encoder->layers->size();
+  const size_t used = layers - size_t(config.hidden_from_end + skip - 1);
+  const size_t run = pooled && text_projection ? layers : used;
+  TextEncoding out;
+  for (size_t i = 0; i < run; ++i) {
+    x = (*m.encoder->layers)[i]->as<ClipLayer>()->forward(x);
+    if (i + 1 == used) out.context = config.context_norm ? m.final_layer_norm(x) : x;
+  }
+  if (pooled && text_projection) {
+    auto last = m.final_layer_norm(x);
+    auto eos = ids.argmax(-1);  // [B]: the first end token (the highest id)
+    out.pooled = text_projection(last.index({at::arange(ids.size(0), eos.options()), eos}));
+  }
+  return out;
 }
 
 }  // namespace sdtorch

@@ -1,6 +1,7 @@
-// The CLIP text encoder: ViT-L/14 (SD 1.x) and OpenCLIP ViT-H/14 (SD 2.x, same transformer with
-// exact GELU). Names mirror transformers' `cond_stage_model.transformer.text_model.*`; OpenCLIP's
-// `cond_stage_model.model.*` keys load under them (models/keys.h).
+// The CLIP text encoders: ViT-L/14 (SD 1.x, SDXL's first), OpenCLIP ViT-H/14 (SD 2.x) and ViT-bigG/14
+// (SDXL's second, with its text projection): one transformer with exact or quick GELU. Names mirror
+// transformers' CLIPTextModel(WithProjection) under the family's prefix (`cond_stage_model.transformer.`,
+// `conditioner.embedders.N.transformer.`); OpenCLIP's `*.model.*` keys load under them (models/keys.h).
 #pragma once
 #include "models/family.h"
 #include "models/layers.h"
@@ -44,16 +45,34 @@ struct ClipEncoderImpl : nn::Module {
 };
 TORCH_MODULE(ClipEncoder);
 
-struct ClipTextModelImpl : nn::Module {
-  explicit ClipTextModelImpl(const ClipConfig& c);
-  // ids int64 [B, T] -> hidden state [B, T, width] after `layers - (skip - 1)` layers, then the final
-  // layer norm (skip = A1111's "Clip skip": 1 = the last layer, 2 = the penultimate, ...).
-  // inject: the token-embedding rows at flat positions `index` [N] (b * T + t) are replaced by
-  // `vectors` [N, width] (textual-inversion embeddings, as A1111's EmbeddingsWithFixes).
-  at::Tensor forward(const at::Tensor& ids, int64_t skip = 1, const at::Tensor& index = {}, const at::Tensor& vectors = {});
+// transformers' CLIPTextTransformer (`text_model.*`).
+struct ClipTextTransformerImpl : nn::Module {
+  explicit ClipTextTransformerImpl(const ClipConfig& c);
   ClipEmbeddings embeddings{nullptr};
   ClipEncoder encoder{nullptr};
   LayerNorm final_layer_norm{nullptr};
+};
+TORCH_MODULE(ClipTextTransformer);
+
+struct TextEncoding {
+  at::Tensor context;  // [B, T, width]
+  at::Tensor pooled;   // [B, projection]: undefined unless asked for (and the encoder has a projection)
+};
+
+struct ClipTextModelImpl : nn::Module {
+  explicit ClipTextModelImpl(const ClipConfig& c);
+  // ids int64 [B, T] -> context [B, T, width]: the hidden state `hidden_from_end + skip - 1` layers
+  // before the last, through the final layer norm when the config says so (skip = A1111's "Clip
+  // skip": 1 = the family's own layer, 2 = one earlier, ...).
+  // pooled: also the last layer's output, final-normed, at each row's first end token (the highest
+  // id: argmax, as open_clip and transformers pool), times text_projection [B, projection].
+  // inject: the token-embedding rows at flat positions `index` [N] (b * T + t) are replaced by
+  // `vectors` [N, width] (textual-inversion embeddings, as A1111's EmbeddingsWithFixes).
+  TextEncoding forward(const at::Tensor& ids, int64_t skip = 1, const at::Tensor& index = {}, const at::Tensor& vectors = {},
+                       bool pooled = false);
+  ClipConfig config;
+  ClipTextTransformer text_model{nullptr};
+  Linear text_projection{nullptr};  // [projection, width], no bias; only when config.projection > 0
 };
 TORCH_MODULE(ClipTextModel);
 

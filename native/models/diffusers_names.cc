@@ -28,6 +28,7 @@ std::optional<std::string> diffusers_unet_to_ldm(const std::string& path, const 
   // path (a module inside the block, a parameter), kept as written.
   static const std::regex conv_in(R"(conv_in([._].*)?)"), conv_out(R"(conv_out([._].*)?)"),
       norm_out(R"(conv_norm_out([._].*)?)"), time(R"(time_embedding[._]linear_([12])([._].*)?)"),
+      add_embedding(R"(add_embedding[._]linear_([12])([._].*)?)"),
       down(R"(down_blocks[._](\d+)[._](resnets|attentions)[._](\d+)([._].*)?)"),
       downsample(R"(down_blocks[._](\d+)[._]downsamplers[._]0[._]conv([._].*)?)"),
       mid(R"(mid_block[._](resnets|attentions)[._](\d+)([._].*)?)"),
@@ -41,11 +42,12 @@ std::optional<std::string> diffusers_unet_to_ldm(const std::string& path, const 
   if (std::regex_match(path, m, conv_out)) return "out.2" + m[1].str();
   if (std::regex_match(path, m, norm_out)) return "out.0" + m[1].str();
   if (std::regex_match(path, m, time)) return "time_embed." + std::to_string(2 * (num(m[1]) - 1)) + m[2].str();
+  if (std::regex_match(path, m, add_embedding) && c.adm_in > 0) return "label_emb.0." + std::to_string(2 * (num(m[1]) - 1)) + m[2].str();
   if (std::regex_match(path, m, down)) {
     // Level i holds res_blocks (resnet, attention) pairs, then a downsampler in a block of its own.
     const int64_t i = num(m[1]), j = num(m[3]);
     const bool attention = m[2] == "attentions";
-    if (i < 0 || i >= levels || j < 0 || j >= c.res_blocks || (attention && !c.attention[i])) return std::nullopt;
+    if (i < 0 || i >= levels || j < 0 || j >= c.res_blocks || (attention && c.depth[i] == 0)) return std::nullopt;
     return "input_blocks." + at(1 + i * per + j, attention ? 1 : 0) + (attention ? m[4].str() : resnet_tail(m[4].str()));
   }
   if (std::regex_match(path, m, downsample)) {
@@ -64,14 +66,14 @@ std::optional<std::string> diffusers_unet_to_ldm(const std::string& path, const 
     // Up block i is level levels-1-i: res_blocks + 1 blocks of (resnet, attention?, upsampler?).
     const int64_t i = num(m[1]), j = num(m[3]);
     const bool attention = m[2] == "attentions";
-    if (i < 0 || i >= levels || j < 0 || j > c.res_blocks || (attention && !c.attention[levels - 1 - i])) return std::nullopt;
+    if (i < 0 || i >= levels || j < 0 || j > c.res_blocks || (attention && c.depth[levels - 1 - i] == 0)) return std::nullopt;
     return "output_blocks." + at(i * per + j, attention ? 1 : 0) + (attention ? m[4].str() : resnet_tail(m[4].str()));
   }
   if (std::regex_match(path, m, upsample)) {
     // The upsampler closes the level's last block, after its attention when the level has one.
     const int64_t i = num(m[1]);
     if (i < 0 || i + 1 >= levels) return std::nullopt;
-    return "output_blocks." + at(i * per + c.res_blocks, c.attention[levels - 1 - i] ? 2 : 1) + ".conv" + m[2].str();
+    return "output_blocks." + at(i * per + c.res_blocks, c.depth[levels - 1 - i] > 0 ? 2 : 1) + ".conv" + m[2].str();
   }
   return std::nullopt;
 }

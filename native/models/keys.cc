@@ -1,5 +1,6 @@
 #include "models/keys.h"
 
+#include <regex>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -18,10 +19,18 @@ const std::vector<KeyRule>& key_rules() {
 
 namespace {
 
-constexpr const char* kOpenClip = "cond_stage_model.model.";
-constexpr const char* kClip = "cond_stage_model.transformer.text_model.";
+// An OpenCLIP text tower's key: `cond_stage_model.model.*` (SD 2.x) or `conditioner.embedders.N.model.*`
+// (SDXL) -> the prefix its transformers-named twin loads under (`...transformer.`) and the key's rest.
+bool open_clip_key(const std::string& key, std::string* prefix, std::string* rest) {
+  static const std::regex pattern(R"(^(cond_stage_model\.|conditioner\.embedders\.\d+\.)model\.(.*)$)");
+  std::smatch m;
+  if (!std::regex_match(key, m, pattern)) return false;
+  *prefix = m[1].str() + "transformer.";
+  *rest = m[2].str();
+  return true;
+}
 
-// OpenCLIP's text tower (SD 2.x) under transformers' CLIP names, as diffusers' convert_open_clip_checkpoint
+// OpenCLIP's text towers (SD 2.x's ViT-H, SDXL's bigG) under transformers' CLIP names, as diffusers' convert_open_clip_checkpoint
 // maps it: resblocks.N -> encoder.layers.N, ln_1/ln_2 -> layer_norm1/2, mlp.c_fc/c_proj -> mlp.fc1/fc2,
 // attn.out_proj -> self_attn.out_proj. The fused attn.in_proj_{weight,bias} [3W(, W)] are split in
 // with_canonical_keys. Empty when `rest` (the key after the prefix) is not one of these.
@@ -49,10 +58,13 @@ std::string open_clip_name(const std::string& rest) {
 std::string canonical_key(const std::string& key) {
   for (const auto& r : key_rules())
     if (key.rfind(r.from, 0) == 0) return r.to + key.substr(std::char_traits<char>::length(r.from));
-  if (key.rfind(kOpenClip, 0) == 0) {
-    std::string name = open_clip_name(key.substr(std::char_traits<char>::length(kOpenClip)));
+  std::string prefix, rest;
+  if (open_clip_key(key, &prefix, &rest)) {
+    // text_projection [W, P] (x @ P) is transformers' Linear weight [P, W]: with_canonical_keys transposes it.
+    if (rest == "text_projection") return prefix + "text_projection.weight";
+    std::string name = open_clip_name(rest);
     // The fused projection keeps its own name until with_canonical_keys splits it.
-    if (!name.empty() && name.find(".in_proj") == std::string::npos) return kClip + name;
+    if (!name.empty() && name.find(".in_proj") == std::string::npos) return prefix + "text_model." + name;
   }
   return key;
 }
@@ -72,15 +84,20 @@ TensorFile with_canonical_keys(const TensorFile& file, const std::string& path) 
     out.tensors.emplace_back(std::move(name), t);
   };
   for (const auto& [k, t] : file.tensors) {
-    if (k.rfind(kOpenClip, 0) == 0) {
-      const std::string name = open_clip_name(k.substr(std::char_traits<char>::length(kOpenClip)));
+    std::string prefix, rest;
+    if (open_clip_key(k, &prefix, &rest)) {
+      if (rest == "text_projection" && t.dim() == 2) {
+        add(k, prefix + "text_projection.weight", t.t());  // a transposed view, no copy
+        continue;
+      }
+      const std::string name = open_clip_name(rest);
       if (name.size() > 8 && name.compare(name.size() - 8, 8, ".in_proj") == 0) {
         // [3W, W] / [3W] = q; k; v along dim 0: three views of the file's tensor, no copy.
         if (t.dim() == 0 || t.size(0) % 3)
           throw std::runtime_error("'" + path + "': tensor '" + k + "' should stack q, k and v (3 x width rows)");
         const char* suffix = k.compare(k.size() - 6, 6, "weight") == 0 ? ".weight" : ".bias";
         const int64_t w = t.size(0) / 3;
-        const std::string base = std::string(kClip) + name.substr(0, name.size() - 7);  // "...self_attn."
+        const std::string base = prefix + "text_model." + name.substr(0, name.size() - 7);  // "...self_attn."
         for (int i = 0; i < 3; ++i) add(k, base + "qkv"[i] + "_proj" + suffix, t.narrow(0, i * w, w));
         continue;
       }

@@ -17,12 +17,14 @@ struct KeyRule {
 
 const std::vector<KeyRule>& key_rules();
 
-// The name a file key loads by: the first rule whose `from` it starts with; OpenCLIP's text tower
-// (`cond_stage_model.model.*`, SD 2.x) under transformers' CLIP names; else the key itself.
+// The name a file key loads by: the first rule whose `from` it starts with; OpenCLIP's text towers
+// (`cond_stage_model.model.*` of SD 2.x, `conditioner.embedders.N.model.*` of SDXL) under
+// transformers' CLIP names (`...transformer.text_model.*`, `...transformer.text_projection.weight`);
+// else the key itself.
 std::string canonical_key(const std::string& key);
 
 // The file with every key canonical (the tensors are shared, not copied; OpenCLIP's fused
-// attn.in_proj_{weight,bias} become q_proj/k_proj/v_proj views of it). `path` names the file in
+// attn.in_proj_{weight,bias} become q_proj/k_proj/v_proj views of it, text_projection a transposed view). `path` names the file in
 // the error when two keys of the file map to one name (the same weight in both layouts).
 TensorFile with_canonical_keys(const TensorFile& file, const std::string& path);
 

@@ -236,9 +236,12 @@ Guess guess(const LoraFile& f) {
   return g;
 }
 
-// Where the names of LoRA files point: "unet:" / "te:" + a module path with '_' for '.', relative to
-// the UNet and to `cond_stage_model.transformer.` -> the parameter's file key. Built from the model's
-// own weights, so both spellings of kohya's flattened names land on the same layer.
+// Where the names of LoRA files point: "unet:" / "te1:" / "te2:" + a module path with '_' for '.',
+// relative to the UNet and to the text encoder's prefix (`cond_stage_model.transformer.`,
+// `conditioner.embedders.N.transformer.`) -> the parameter's file key. Built from the model's own
+// weights, so both spellings of kohya's flattened names land on the same layer. SDXL's encoders are
+// te1 (CLIP ViT-L) and te2 (OpenCLIP bigG), as kohya (lora_te1_/lora_te2_) and diffusers
+// (text_encoder./text_encoder_2.) number them; a one-encoder model's is te1.
 class Resolver {
  public:
   Resolver(const StableDiffusion& sd, std::unordered_map<std::string, at::Tensor>& params) : unet_(sd.family.unet) {
@@ -251,21 +254,28 @@ class Resolver {
       }
     };
     add(*sd.unet, kUNetPrefix, "unet", "");
-    add(*sd.clip, kClipPrefix, "te", "text_model.");
+    for (size_t i = 0; i < sd.text_encoders.size(); ++i) {
+      const ClipTextModel& te = sd.text_encoders[i];
+      add(*te, te->config.prefix, "te" + std::to_string(i + 1), "");
+      prefixes_.emplace_back(te->config.prefix, "te" + std::to_string(i + 1));
+    }
   }
 
   std::optional<std::string> operator()(std::string name) const {
     if (starts(name, "lora_unet_")) return unet(name.substr(10));
-    if (starts(name, "lora_te_")) return find("te", name.substr(8));
-    if (starts(name, "lora_te1_")) return find("te", name.substr(9));  // some SD 1.x trainers number their one encoder
-    static const std::string te_ldm = "cond_stage_model.transformer.";
+    if (starts(name, "lora_te_")) return find("te1", name.substr(8));
+    if (starts(name, "lora_te1_")) return find("te1", name.substr(9));  // SDXL's first; some SD 1.x trainers number their one encoder
+    if (starts(name, "lora_te2_")) return find("te2", name.substr(9));
     if (starts(name, kUNetPrefix)) return find("unet", name.substr(std::strlen(kUNetPrefix)));
-    if (starts(name, te_ldm)) return find("te", name.substr(te_ldm.size()));
-    // diffusers and PEFT: dotted module paths under "unet." / "text_encoder.", in older files with
-    // attention processors ("attn1.processor.to_q_lora") or "lora_linear_layer" in between.
-    const bool te = starts(name, "text_encoder.");
-    if (te) name = name.substr(13);
+    for (const auto& [prefix, te] : prefixes_)
+      if (starts(name, prefix)) return find(te, name.substr(prefix.size()));
+    // diffusers and PEFT: dotted module paths under "unet." / "text_encoder." / "text_encoder_2.", in
+    // older files with attention processors ("attn1.processor.to_q_lora") or "lora_linear_layer" in between.
+    std::string te_name;
+    if (starts(name, "text_encoder_2.")) te_name = "te2", name = name.substr(15);
+    else if (starts(name, "text_encoder.")) te_name = "te1", name = name.substr(13);
     else if (starts(name, "unet.")) name = name.substr(5);
+    const bool te = !te_name.empty();
     for (const std::string cut : {".processor", ".lora_linear_layer"})
       for (size_t at; (at = name.find(cut)) != std::string::npos;) name.erase(at, cut.size());
     static const std::pair<std::string, std::string> unet_old[] = {
@@ -276,8 +286,8 @@ class Resolver {
       if (ends(name, "." + from)) name = name.substr(0, name.size() - from.size()) + to;
     if (!te) return unet(name);
     // transformers 5 names CLIP's modules without the "text_model." that older files carry
-    if (auto found = find("te", name)) return found;
-    return find("te", "text_model." + name);
+    if (auto found = find(te_name, name)) return found;
+    return find(te_name, "text_model." + name);
   }
 
  private:
@@ -292,6 +302,7 @@ class Resolver {
   }
   const UNetConfig& unet_;
   std::unordered_map<std::string, std::string> index_;
+  std::vector<std::pair<std::string, std::string>> prefixes_;  // text encoder file prefix -> "te1", "te2"
 };
 
 std::string describe_non_lora(const TensorFile& f) {
@@ -369,8 +380,9 @@ std::vector<LoraReport> set_loras(StableDiffusion& sd, const std::vector<LoraReq
     if (f.modules.empty()) throw std::runtime_error("'" + path + "' is not a LoRA: it looks like " + describe_non_lora(f.file));
     const Guess g = guess(f);
     const bool other_context = g.context && g.context != sd.family.unet.context;
-    const bool other_te = g.te_width && g.te_width != sd.family.clip.width;
-    if (!g.what.empty() && (other_context || other_te || starts(g.what, "an SDXL") || starts(g.what, "a LoRA for a diffusion")))
+    const bool other_te = g.te_width && g.te_width != sd.family.text_encoders.front().width;
+    const bool sdxl = sd.family.text_encoders.size() > 1;
+    if (!g.what.empty() && (other_context || other_te || (starts(g.what, "an SDXL") && !sdxl) || starts(g.what, "a LoRA for a diffusion")))
       throw std::runtime_error("'" + path + "' looks like " + g.what + "; this model is " + model +
                                ", and a LoRA only fits the model family it was trained for");
     LoraReport report{request.name, 0, f.stray};

@@ -86,13 +86,15 @@ UNetConfig unet_structure(const json::Value& cfg) {
   UNetConfig c;
   if (const json::Value* channels = cfg.find("block_out_channels")) {
     c.mult.clear();
-    c.attention.clear();
+    c.depth.clear();
     for (const auto& ch : channels->items) c.mult.push_back(int64_t(ch.number));
   }
   c.res_blocks = int64_t(number(cfg, "layers_per_block", 2));
   const json::Value* types = cfg.find("down_block_types");
   for (size_t i = 0; i < c.mult.size(); ++i)
-    c.attention.push_back(types && i < types->items.size() ? starts(types->items[i].str, "CrossAttn") : i + 1 < c.mult.size());
+    c.depth.push_back(types && i < types->items.size() ? starts(types->items[i].str, "CrossAttn") : i + 1 < c.mult.size());
+  if (const json::Value* type = cfg.find("addition_embed_type"); type && type->kind == json::Value::String && type->str == "text_time")
+    c.adm_in = int64_t(number(cfg, "projection_class_embeddings_input_dim", 1));
   return c;
 }
 
@@ -100,17 +102,23 @@ TensorFile read_diffusers_folder(const std::string& dir) {
   if (!is_file(dir + "/model_index.json"))
     throw std::runtime_error("'" + dir + "' is a folder without model_index.json; give a checkpoint file (.safetensors, .ckpt) "
                              "or a diffusers folder (model_index.json, unet/, vae/, text_encoder/)");
-  // model_index.json names the pipeline: only SD 1.x/2.x ones (txt2img, img2img, inpaint) load here.
+  // model_index.json names the pipeline: SD 1.x/2.x and SDXL ones (txt2img, img2img, inpaint) load here.
   const json::Value index = read_json(dir + "/model_index.json");
   const json::Value* cls = index.find("_class_name");
   if (index.kind != json::Value::Object || !cls || cls->kind != json::Value::String)
     throw std::runtime_error("'" + dir + "/model_index.json' does not name a pipeline (_class_name); is this a diffusers folder?");
-  if (!starts(cls->str, "StableDiffusion") || cls->str.find("XL") != std::string::npos || cls->str.find("3") != std::string::npos ||
+  if (!starts(cls->str, "StableDiffusion") || cls->str.find("3") != std::string::npos ||
       cls->str.find("Upscale") != std::string::npos || cls->str.find("Video") != std::string::npos)
-    throw std::runtime_error("'" + dir + "' is a " + cls->str + " folder; sdtorch loads SD 1.x and SD 2.x pipelines (StableDiffusionPipeline and its img2img/inpaint variants)");
-  for (const char* part : {"unet", "vae", "text_encoder"})
+    throw std::runtime_error("'" + dir + "' is a " + cls->str + " folder; sdtorch loads SD 1.x, SD 2.x and SDXL pipelines "
+                             "(StableDiffusionPipeline, StableDiffusionXLPipeline and their img2img/inpaint variants)");
+  // SDXL: text_encoder (CLIP ViT-L) and text_encoder_2 (bigG, with projection); the refiner has the second alone.
+  const bool xl = cls->str.find("XL") != std::string::npos;
+  const bool first = is_dir(dir + "/text_encoder"), second = xl && is_dir(dir + "/text_encoder_2");
+  for (const char* part : {"unet", "vae"})
     if (!is_dir(dir + "/" + part))
       throw std::runtime_error("'" + dir + "' has no " + part + "/ folder: the diffusers folder is incomplete");
+  if (!first && !second)
+    throw std::runtime_error("'" + dir + "' has no text_encoder/ folder: the diffusers folder is incomplete");
   TensorFile out;
   out.format = "diffusers";
   const json::Value unet_cfg = read_json(dir + "/unet/config.json");
@@ -126,13 +134,19 @@ TensorFile read_diffusers_folder(const std::string& dir) {
     auto ldm = diffusers_vae_to_ldm(k, vae);
     return std::string(kVaePrefix) + (ldm ? *ldm : k);  // conv_in, conv_out, (post_)quant_conv keep their names
   });
-  // transformers' CLIPTextModel: "text_model.*" (or, saved by transformers 5, the same names without it).
-  add_component(out, dir + "/text_encoder", {"model", "pytorch_model"},
-                [&](const std::string& k) -> std::optional<std::string> {
-                  const std::string name = starts(k, "text_model.") ? k.substr(11) : k;
-                  if (starts(name, "embeddings.position_ids")) return std::string();  // a buffer, not a weight
-                  return std::string(kClipPrefix) + name;
-                });
+  // transformers' CLIPTextModel(WithProjection): "text_model.*" (or, saved by transformers 5, the same
+  // names without it) and "text_projection.weight", under the LDM layout's encoder prefixes.
+  auto text_encoder = [&](const std::string& folder, const std::string& prefix) {
+    add_component(out, dir + "/" + folder, {"model", "pytorch_model"}, [&](const std::string& k) -> std::optional<std::string> {
+      if (starts(k, "text_projection.")) return prefix + k;
+      const std::string name = starts(k, "text_model.") ? k.substr(11) : k;
+      if (starts(name, "embeddings.position_ids")) return std::string();  // a buffer, not a weight
+      return prefix + "text_model." + name;
+    });
+  };
+  if (!xl) text_encoder("text_encoder", "cond_stage_model.transformer.");
+  if (xl && first) text_encoder("text_encoder", "conditioner.embedders.0.transformer.");
+  if (second) text_encoder("text_encoder_2", first ? "conditioner.embedders.1.transformer." : "conditioner.embedders.0.transformer.");
   // What the folder says about itself.
   const std::string scheduler = dir + "/scheduler/scheduler_config.json";
   if (is_file(scheduler))

@@ -56,7 +56,7 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   TensorFile file = with_canonical_keys(read_model(path), path);
   auto sd = std::make_shared<StableDiffusion>();
   sd->family = detect_family(file, path, request.prediction);
-  sd->clip = ClipTextModel(sd->family.clip);
+  for (const auto& c : sd->family.text_encoders) sd->text_encoders.push_back(ClipTextModel(c));
   sd->vae = AutoencoderKL(sd->family.vae);
   sd->unet = UNetModel(sd->family.unet);
   if (!request.vae.empty()) {
@@ -67,13 +67,16 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   std::unordered_map<std::string, at::Tensor> tensors;
   tensors.reserve(file.tensors.size());
   for (const auto& [k, t] : file.tensors) tensors.emplace(k, t);
-  load_component(*sd->clip, tensors, kClipPrefix, path, sd->family, device, dtype, false, &sd->originals);
+  for (auto& te : sd->text_encoders)
+    load_component(*te, tensors, te->config.prefix, path, sd->family, device, dtype, false, &sd->originals);
   // The VAE runs channels-last: its convs over 512x512 activations dominate and gain ~25% that
   // way, for 320 MB of copied weights. The UNet stays NCHW and zero-copy (channels-last there
   // gains ~4% for 2.5 GB more memory).
   load_component(*sd->vae, tensors, kVaePrefix, path, sd->family, device, dtype, /*channels_last=*/true);
   load_component(*sd->unet, tensors, kUNetPrefix, path, sd->family, device, dtype, false, &sd->originals);
-  for (nn::Module* m : std::initializer_list<nn::Module*>{sd->clip.get(), sd->vae.get(), sd->unet.get()}) m->eval();
+  for (auto& te : sd->text_encoders) te->eval();
+  sd->vae->eval();
+  sd->unet->eval();
   return sd;
 }
 

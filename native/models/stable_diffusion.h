@@ -18,10 +18,10 @@ namespace sdtorch {
 struct StableDiffusion {
   Family family;
   std::string vae_path;  // a separate VAE file loaded in place of the checkpoint's, or empty
-  ClipTextModel clip{nullptr};
+  std::vector<ClipTextModel> text_encoders;  // the family's, in its order (SDXL: CLIP ViT-L, OpenCLIP bigG)
   AutoencoderKL vae{nullptr};
   UNetModel unet{nullptr};
-  // The checkpoint's own tensors of the text encoder and UNet, by file key: views of the mapped file,
+  // The checkpoint's own tensors of the text encoders and UNet, by file key: views of the mapped file,
   // not copies. LoRAs are added to these, and removing them restores these (models/lora.h).
   std::unordered_map<std::string, at::Tensor> originals;
   LoraSet loras;

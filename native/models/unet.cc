@@ -47,11 +47,12 @@ at::Tensor BasicTransformerBlockImpl::forward(at::Tensor x, const at::Tensor& co
   return x + ff(norm3(x));
 }
 
-SpatialTransformer::SpatialTransformer(int64_t ch, int64_t context_dim, int64_t heads, int64_t groups, bool linear) {
+SpatialTransformer::SpatialTransformer(int64_t ch, int64_t context_dim, int64_t heads, int64_t groups, bool linear, int64_t depth) {
   norm = register_module("norm", GroupNorm(groups, ch, kTransformerNormEps));
   if (linear) proj_in_linear = register_module("proj_in", Linear(ch, ch));
   else proj_in = register_module("proj_in", Conv2d(ch, ch, 1));
-  transformer_blocks = register_module("transformer_blocks", nn::ModuleList(BasicTransformerBlock(ch, context_dim, heads)));
+  transformer_blocks = register_module("transformer_blocks", nn::ModuleList());
+  for (int64_t i = 0; i < depth; ++i) transformer_blocks->push_back(BasicTransformerBlock(ch, context_dim, heads));
   if (linear) proj_out_linear = register_module("proj_out", Linear(ch, ch));
   else proj_out = register_module("proj_out", Conv2d(ch, ch, 1));
 }
@@ -87,13 +88,17 @@ at::Tensor UNetBlockImpl::forward(at::Tensor x, const at::Tensor& emb, const at:
 UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config(c) {
   const int64_t emb_dim = c.time_dim * 4, levels = c.mult.size();
   time_embed = register_module("time_embed", nn::Sequential(Linear(c.time_dim, emb_dim), nn::SiLU(), Linear(emb_dim, emb_dim)));
+  if (c.adm_in > 0)
+    label_emb = register_module("label_emb", nn::Sequential(nn::Sequential(Linear(c.adm_in, emb_dim), nn::SiLU(), Linear(emb_dim, emb_dim))));
   auto inputs = register_module("input_blocks", nn::ModuleList());
   auto block = [](std::initializer_list<std::shared_ptr<UNetLayer>> layers) {
     UNetBlock b;
     for (auto& l : layers) b->add(l);
     return b;
   };
-  auto attn = [&](int64_t ch) { return std::make_shared<SpatialTransformer>(ch, c.context, c.heads_at(ch), c.groups, c.linear_proj); };
+  auto attn = [&](int64_t ch, int64_t depth) {
+    return std::make_shared<SpatialTransformer>(ch, c.context, c.heads_at(ch), c.groups, c.linear_proj, depth);
+  };
 
   // Down path; `skips` records the channels of each skip connection, in push order.
   std::vector<int64_t> skips{c.ch};
@@ -103,7 +108,7 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config(c) {
     for (int64_t r = 0; r < c.res_blocks; ++r) {
       int64_t out = c.ch * c.mult[level];
       auto b = block({std::make_shared<ResBlock>(ch, out, emb_dim, c.groups)});
-      if (c.attention[level]) b->add(attn(out));
+      if (c.depth[level] > 0) b->add(attn(out, c.depth[level]));
       input_blocks.push_back(b);
       ch = out;
       skips.push_back(ch);
@@ -115,7 +120,7 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config(c) {
   }
   for (auto& b : input_blocks) inputs->push_back(b);
 
-  middle_block = register_module("middle_block", block({std::make_shared<ResBlock>(ch, ch, emb_dim, c.groups), attn(ch),
+  middle_block = register_module("middle_block", block({std::make_shared<ResBlock>(ch, ch, emb_dim, c.groups), attn(ch, c.middle_depth),
                                                          std::make_shared<ResBlock>(ch, ch, emb_dim, c.groups)}));
 
   // Up path: res_blocks + 1 blocks per level, each eating one skip connection.
@@ -126,7 +131,7 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config(c) {
       auto b = block({std::make_shared<ResBlock>(ch + skips.back(), out, emb_dim, c.groups)});
       skips.pop_back();
       ch = out;
-      if (c.attention[level]) b->add(attn(ch));
+      if (c.depth[level] > 0) b->add(attn(ch, c.depth[level]));
       if (level > 0 && r == c.res_blocks) b->add(std::make_shared<Upsample>(ch));
       output_blocks.push_back(b);
     }
@@ -146,6 +151,12 @@ at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim) {
 at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& t, const Conditioning& cond) {
   const at::Tensor& context = cond.context;
   auto emb = time_embed->forward(timestep_embedding(t, config.time_dim).to(x.scalar_type()));
+  if (label_emb) {
+    // y = [text_embeds, emb(time_ids[:, 0]), emb(time_ids[:, 1]), ...], each number its own sinusoid.
+    const int64_t b = cond.time_ids.size(0);
+    auto ids = timestep_embedding(cond.time_ids.flatten(), config.time_id_dim).reshape({b, -1});
+    emb = emb + label_emb->forward(at::cat({cond.text_embeds, ids.to(cond.text_embeds.scalar_type())}, 1));
+  }
   std::vector<at::Tensor> hs;
   at::Tensor h = cond.concat.defined() ? at::cat({x, cond.concat}, 1) : x;
   for (auto& b : input_blocks) {

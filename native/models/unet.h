@@ -1,5 +1,5 @@
-// The SD 1.x / 2.x denoising UNet. Names mirror `model.diffusion_model.*`: input_blocks.N.M,
-// middle_block.M, output_blocks.N.M, time_embed, out.
+// The SD 1.x / 2.x / SDXL denoising UNet. Names mirror `model.diffusion_model.*`: input_blocks.N.M,
+// middle_block.M, output_blocks.N.M, time_embed, label_emb (SDXL), out.
 #pragma once
 #include "models/family.h"
 #include "models/layers.h"
@@ -38,8 +38,9 @@ struct BasicTransformerBlockImpl : nn::Module {
 TORCH_MODULE(BasicTransformerBlock);
 
 struct SpatialTransformer : UNetLayer {
-  // linear: proj_in/proj_out are Linear [C, C] over the token sequence (SD 2.x), else 1x1 convs.
-  SpatialTransformer(int64_t ch, int64_t context_dim, int64_t heads, int64_t groups, bool linear);
+  // linear: proj_in/proj_out are Linear [C, C] over the token sequence (SD 2.x, SDXL), else 1x1 convs;
+  // depth: transformer blocks in sequence (SDXL: up to 10).
+  SpatialTransformer(int64_t ch, int64_t context_dim, int64_t heads, int64_t groups, bool linear, int64_t depth);
   at::Tensor forward(const at::Tensor& x, const at::Tensor&, const at::Tensor& context, at::IntArrayRef) override;
   GroupNorm norm{nullptr};
   Conv2d proj_in{nullptr}, proj_out{nullptr};
@@ -67,11 +68,14 @@ struct UNetBlockImpl : nn::Module {
 };
 TORCH_MODULE(UNetBlock);
 
-// Everything a UNet is conditioned on besides x and t, in one object so that new inputs (SDXL's
-// vector y, inpainting's extra channels) need no new signature.
+// Everything a UNet is conditioned on besides x and t, in one object so that new inputs need no new
+// signature. SDXL's vector input y = cat(text_embeds, sinusoids of time_ids) (diffusers'
+// added_cond_kwargs; sgm computes the same y in its conditioner).
 struct Conditioning {
-  at::Tensor context;  // [B, tokens, context width]: cross-attention keys/values
-  at::Tensor concat;   // optional [B, in - latent channels, h, w]: joined to x along channels
+  at::Tensor context;      // [B, tokens, context width]: cross-attention keys/values
+  at::Tensor concat;       // optional [B, in - latent channels, h, w]: joined to x along channels
+  at::Tensor text_embeds;  // SDXL: [B, pooled width], the projected pooled text of the last encoder
+  at::Tensor time_ids;     // SDXL: [B, n] pixel sizes / crop offsets / aesthetic score (Family::time_ids)
 };
 
 struct UNetModelImpl : nn::Module {
@@ -80,6 +84,7 @@ struct UNetModelImpl : nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const Conditioning& cond);
   UNetConfig config;
   nn::Sequential time_embed, out;
+  nn::Sequential label_emb{nullptr};  // SDXL: Sequential(Sequential(Linear(adm_in, emb), SiLU, Linear(emb, emb)))
   std::vector<UNetBlock> input_blocks, output_blocks;
   UNetBlock middle_block{nullptr};
 };
