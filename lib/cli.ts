@@ -33,9 +33,14 @@ const USAGE = `Usage:
       --inpaint-padding N  pixels around the mask's box with --inpaint-area masked (default 32)
       --rescale-cfg X      guidance rescale 0..1 (diffusers' guidance_rescale; default 0)
       --zero-terminal-snr  rescale the noise schedule to zero terminal SNR (for models trained so)
-      --timestep-spacing S leading | linspace | trailing (default: the sampler's diffusers default)
-      --weights FILE       a .safetensors/.ckpt checkpoint or a diffusers folder: SD 1.x, SD 2.x,
+      --timestep-spacing S leading | linspace | trailing (default: the model's scheduler config: leading
+                           for SDXL; else the sampler's diffusers default)
+      --weights FILE       a .safetensors/.ckpt checkpoint or a diffusers folder: SD 1.x, SD 2.x, SDXL,
                            inpainting (default: SDTORCH_WEIGHTS, else SD 1.5 from the Hub)
+      --refiner FILE       SDXL: finish with this refiner from --refiner-switch-at X (default 0.8)
+      --original-size WxH --target-size WxH --crop-top-left TOP,LEFT
+                           SDXL size conditioning in pixels (default: the output size, 0,0)
+      --aesthetic-score X  SDXL refiner's aesthetic score (default 6)
       --prediction P       epsilon | v: what the UNet predicts, when the file cannot tell (SD 2 768-v)
       --vae FILE           a separate VAE in place of the checkpoint's
       --out PATH           output PNG, or an existing folder for sdtorch-<seed>.png (the default, here);
@@ -108,6 +113,22 @@ function oneOf<T extends string>(v: string | undefined, name: string, choices: r
   return v as T;
 }
 
+/** --original-size 1024x768 -> { width, height }. */
+const sizeArg = (v: string | undefined, name: string): { width: number; height: number } | undefined => {
+  if (v === undefined) return undefined;
+  const m = /^(\d+)x(\d+)$/.exec(v);
+  if (!m) throw new Error(`--${name} must be WIDTHxHEIGHT in pixels, e.g. 1024x1024, got '${v}'`);
+  return { width: Number(m[1]), height: Number(m[2]) };
+};
+
+/** --crop-top-left 0,64 -> { top, left }. */
+const cropArg = (v: string | undefined): { top: number; left: number } | undefined => {
+  if (v === undefined) return undefined;
+  const m = /^(\d+),(\d+)$/.exec(v);
+  if (!m) throw new Error(`--crop-top-left must be TOP,LEFT in pixels, e.g. 0,0, got '${v}'`);
+  return { top: Number(m[1]), left: Number(m[2]) };
+};
+
 /** The generation parameters of a PNG made by sdtorch or A1111. */
 function fromPng(file: string): InfotextOptions {
   let png: Buffer;
@@ -152,7 +173,9 @@ const GENERATE_OPTIONS = {
   'from-png': { type: 'string' }, lora: { type: 'string', multiple: true }, 'lora-dir': { type: 'string', multiple: true },
   mask: { type: 'string' }, 'mask-blur': { type: 'string' }, 'inpaint-area': { type: 'string' }, 'inpaint-padding': { type: 'string' },
   vae: { type: 'string' }, prediction: { type: 'string' }, 'rescale-cfg': { type: 'string' }, 'zero-terminal-snr': { type: 'boolean' },
-  'timestep-spacing': { type: 'string' },
+  'timestep-spacing': { type: 'string' }, refiner: { type: 'string' }, 'refiner-switch-at': { type: 'string' },
+  'original-size': { type: 'string' }, 'target-size': { type: 'string' }, 'crop-top-left': { type: 'string' },
+  'aesthetic-score': { type: 'string' },
 } as const;
 
 /** Image extensions other than PNG: refused for --out, since sdtorch writes PNG only. */
@@ -184,6 +207,7 @@ const FLAGS: Record<string, string> = {
   cfgScale: 'cfg', negativePrompt: 'negative', batchSize: 'batch', clipSkip: 'clip-skip', maskBlur: 'mask-blur',
   inpaintArea: 'inpaint-area', inpaintPadding: 'inpaint-padding', rescaleCfg: 'rescale-cfg', zeroTerminalSnr: 'zero-terminal-snr',
   timestepSpacing: 'timestep-spacing', embeddingDirs: 'embeddings', loraDirs: 'lora-dir', loras: 'lora',
+  originalSize: 'original-size', targetSize: 'target-size', cropTopLeft: 'crop-top-left', aestheticScore: 'aesthetic-score',
 };
 /** Names that are English words too: a flag only at the start or after "pass", "and", ... */
 const PLAIN_WORDS = new Set(['image', 'mask', 'steps', 'strength', 'width', 'height', 'sampler']);
@@ -251,8 +275,24 @@ async function generate(args: string[]): Promise<void> {
     onProgress: (done: number, total: number) => process.stderr.write(`\rdownloading weights: ${(done / 2 ** 20).toFixed(0)}/${(total / 2 ** 20).toFixed(0)} MiB`),
   });
   const dtype = values.dtype as (typeof DTYPES)[number] | undefined;
-  const pipe = await loadPipeline(weights, { device: values.device ?? 'auto', ...(dtype ? { dtype } : {}), ...(prediction ? { prediction } : {}), ...(values.vae ? { vae: values.vae } : {}) });
+  if (values['refiner-switch-at'] !== undefined && values.refiner === undefined) throw new Error('--refiner-switch-at needs --refiner FILE');
+  const switchAt = number(values['refiner-switch-at'], 'refiner-switch-at');
+  const sizes = {
+    ...(values['original-size'] !== undefined ? { originalSize: sizeArg(values['original-size'], 'original-size')! } : {}),
+    ...(values['target-size'] !== undefined ? { targetSize: sizeArg(values['target-size'], 'target-size')! } : {}),
+    ...(values['crop-top-left'] !== undefined ? { cropTopLeft: cropArg(values['crop-top-left'])! } : {}),
+  };
+  const aestheticScore = number(values['aesthetic-score'], 'aesthetic-score');
+  const device = values.device ?? 'auto';
+  const pipe = await loadPipeline(weights, { device, ...(dtype ? { dtype } : {}), ...(prediction ? { prediction } : {}), ...(values.vae ? { vae: values.vae } : {}) });
+  // The refiner loads once the base pass is done, after the base is freed: both need not fit in memory at once.
+  const refinerFile = values.refiner;
+  if (refinerFile !== undefined && !fs.existsSync(refinerFile)) throw new Error(`--refiner ${refinerFile}: no such file or folder`);
+  const refiner = refinerFile !== undefined ? async () => { pipe.dispose(); return loadPipeline(refinerFile, { device, ...(dtype ? { dtype } : {}) }); } : undefined;
   const res = await pipe.generate({
+    ...sizes,
+    ...(aestheticScore !== undefined ? { aestheticScore } : {}),
+    ...(refiner ? { refiner: { pipeline: refiner, ...(switchAt !== undefined ? { switchAt } : {}) } } : {}),
     prompt,
     negativePrompt: values.negative ?? from?.negativePrompt ?? '',
     steps,

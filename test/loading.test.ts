@@ -60,7 +60,7 @@ describe('loadPipeline', function () {
   const lookalikes: Array<[string, Record<string, () => sd.Tensor>, RegExp]> = [
     ['a LoRA', { 'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight': () => t(4, 320) }, /looks like a LoRA/],
     ['a VAE alone', { 'encoder.conv_in.weight': () => t(128, 3, 3, 3), 'decoder.conv_in.weight': () => t(512, 4, 3, 3) }, /looks like a VAE alone/],
-    ['SDXL', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(320, 4, 3, 3), 'conditioner.embedders.0.transformer.text_model.final_layer_norm.weight': () => t(768) }, /SDXL/],
+    ['SDXL inpainting', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(320, 9, 3, 3), 'conditioner.embedders.1.model.ln_final.weight': () => t(1280) }, /SDXL inpainting/],
     ['SD 3', { 'model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight': () => t(3, 3) }, /Stable Diffusion 3/],
     ['FLUX', { 'double_blocks.0.img_attn.qkv.weight': () => t(3, 3) }, /FLUX/],
     ['a video model', { 'model.diffusion_model.input_blocks.0.0.weight': () => t(320, 8, 3, 3), 'model.diffusion_model.input_blocks.1.0.time_stack.in_layers.0.weight': () => t(320) }, /video model/],
@@ -75,9 +75,14 @@ describe('loadPipeline', function () {
         (e: Error) => e,
       );
       assert.match(err.message, message);
-      assert.match(err.message, /SD 1\.x/);
+      assert.match(err.message, /SD 1\.x, SD 2\.x and SDXL/);
     });
   }
+
+  it('an incomplete SDXL file (the refiner layout: bigG alone) names the first tensor it lacks', async function () {
+    const ts = { 'model.diffusion_model.input_blocks.0.0.weight': t(384, 4, 3, 3), 'conditioner.embedders.0.model.ln_final.weight': t(1280) };
+    await assert.rejects(sd.loadPipeline(await write('refiner-part.safetensors', ts)), /is missing tensor '.*' of an SDXL refiner checkpoint/);
+  });
 
   // Families sdtorch loads: a fragment of one is named by its family when a tensor is missing.
   const fragments: Array<[string, Record<string, () => sd.Tensor>, RegExp]> = [

@@ -22,7 +22,10 @@ describe('pipeline structure (tiny model)', function () {
     assert.equal(f.vaeScaleFactor, 2); // the tiny VAE has two levels
     assert.equal(pipe.vaeScale, 2);
     assert.equal(f.contextDim, 32);
-    assert.deepEqual(f.textEncoders, [{ width: 32, maxTokens: 77, vocab: 49408, layers: 2, padToken: 49407 }]);
+    assert.deepEqual(f.textEncoders, [{ width: 32, maxTokens: 77, vocab: 49408, layers: 2, padToken: 49407, projection: 0 }]);
+    assert.deepEqual(f.timeIds, []); // no SDXL vector conditioning
+    assert.equal(f.zeroEmptyNegative, false);
+    assert.equal(f.timestepSpacing, null); // each sampler's own default
     assert.ok(Object.isFrozen(f));
   });
 
@@ -34,7 +37,7 @@ describe('pipeline structure (tiny model)', function () {
     assert.equal(a.sub(b).norm(), 0);
     await assert.rejects(pipe.unet.forward(x, 300, sd.randn([1, 77, 768], new sd.Generator(1))), /context must have shape \[B, tokens, 32\] \(width 32\), got width 768/);
     await assert.rejects(pipe.unet.forward(sd.randn([1, 3, 8, 8], new sd.Generator(1)), 300, ctx), /x must have 4 channels/);
-    await assert.rejects(pipe.unet.forward(x, 300, { context: ctx, y: sd.randn([1, 8], new sd.Generator(1)) }), /takes no vector conditioning y/);
+    await assert.rejects(pipe.unet.forward(x, 300, { context: ctx, textEmbeds: sd.randn([1, 8], new sd.Generator(1)) }), /UNet takes no vector conditioning: leave textEmbeds and timeIds out/);
     await assert.rejects(pipe.unet.forward(x, 300, { context: ctx, concat: sd.randn([1, 5, 8, 8], new sd.Generator(1)) }), /UNet takes no concat \(it is not an inpainting model\)/);
     await assert.rejects(pipe.unet.forward(x, NaN, ctx), /t must be finite/);
     await assert.rejects(pipe.vae.decode(sd.randn([1, 3, 8, 8], new sd.Generator(1))), /latents must have 4 channels/);
@@ -44,7 +47,9 @@ describe('pipeline structure (tiny model)', function () {
     const calls: string[] = [];
     const spy = Object.create(pipe) as sd.Pipeline;
     const encoder = pipe.textEncoder;
-    Object.defineProperty(spy, 'textEncoder', { value: { forward: (...a: Parameters<typeof encoder.forward>) => (calls.push('text'), encoder.forward(...a)), to: encoder.to.bind(encoder) } });
+    const watched = { forward: (...a: Parameters<typeof encoder.forward>) => (calls.push('text'), encoder.forward(...a)), to: encoder.to.bind(encoder) };
+    Object.defineProperty(spy, 'textEncoder', { value: watched });
+    Object.defineProperty(spy, 'textEncoders', { value: [watched] });
     const base = { prompt: 'a cat', width: 16, height: 16, decode: false } as const;
     await assert.rejects(spy.generate({ ...base, steps: 1001 }), /generate\(\): steps must be an integer from 1 to 1000, got 1001/);
     await assert.rejects(spy.generate({ ...base, steps: 3, strength: 0.2, image: Buffer.from('x') }), /leaves no step/);

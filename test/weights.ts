@@ -34,6 +34,10 @@ export const familyWeights = {
   'sd2-inpaint': path.join(weightsDir, 'sd2-inpaint-random-1234.fp16.safetensors'),
   /** A VAE alone (encoder.*, decoder.*, quant_conv.*, post_quant_conv.*), seed 4321. */
   vae: path.join(weightsDir, 'vae-random-4321.fp16.safetensors'),
+  /** SDXL base 1.0 layout (CLIP ViT-L + OpenCLIP bigG under conditioner.embedders.*), seed 1234, 6.9 GB. */
+  sdxl: path.join(weightsDir, 'sdxl-base-random-1234.fp16.safetensors'),
+  /** SDXL refiner 1.0 layout (bigG alone), seed 1234, 6.1 GB. */
+  'sdxl-refiner': path.join(weightsDir, 'sdxl-refiner-random-1234.fp16.safetensors'),
 };
 export type FamilyWeight = keyof typeof familyWeights;
 

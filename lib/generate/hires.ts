@@ -80,12 +80,14 @@ export function interpolateBilinear(x: Tensor, height: number, width: number): T
  * Model evaluations a pass makes (for one progress bar over both passes), its options checked as
  * generate() checks them; `img2img`: a pass whose start (latents or pixels) is only known later.
  */
-function evaluations(pipe: Pipeline, o: GenerateOptions, img2img = false): number {
+export function evaluations(pipe: Pipeline, o: GenerateOptions, img2img = false): number {
   // An empty image stands for that start: resolveOptions checks its type only, never reads it.
   const r = resolveOptions(img2img ? { ...o, image: Buffer.alloc(0) } : o, pipe.family);
   return r.sampler.sampler.evaluations({
     steps: r.steps, schedule: r.sampler.schedule, zeroTerminalSnr: r.zeroTerminalSnr, prediction: pipe.family.prediction,
-    ...(r.timestepSpacing !== undefined ? { timestepSpacing: r.timestepSpacing } : {}), ...(img2img ? { strength: r.strength } : {}),
+    ...(r.timestepSpacing !== undefined ? { timestepSpacing: r.timestepSpacing } : {}),
+    ...(img2img && r.denoisingStart === undefined ? { strength: r.strength } : {}),
+    ...(r.denoisingStart !== undefined ? { denoisingStart: r.denoisingStart } : {}), ...(r.denoisingEnd !== undefined ? { denoisingEnd: r.denoisingEnd } : {}),
   });
 }
 

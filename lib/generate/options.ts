@@ -4,6 +4,7 @@ import type { Size } from '../image/io';
 import type { Family } from '../models/family';
 import type { Lora } from '../models/lora';
 import type { HiresOptions } from './hires';
+import type { RefinerOptions } from './refiner';
 import type { PadCondUncond } from '../sampling/denoiser';
 import { resolveSampler, type ResolvedSampler, type TimestepSpacing } from '../sampling/registry';
 import { TIMESTEP_SPACINGS } from '../sampling/schedules';
@@ -97,6 +98,8 @@ export interface GenerateOptions {
   initLatents?: Tensor;
   /** Hires fix (txt2img): upscale the result and run img2img at the larger size, as A1111. */
   hires?: HiresOptions;
+  /** SDXL: hand the run to a refiner at `switchAt` of the schedule (A1111's Refiner; diffusers' denoising_end/start). */
+  refiner?: RefinerOptions;
   /**
    * SDXL micro-conditioning (Podell et al. 2023, arXiv:2307.01952, §2.2; diffusers' original_size,
    * crops_coords_top_left, target_size), in pixels: the size the training image had, where it was

@@ -18,6 +18,7 @@ import { EmbeddingDb, encodeTexts, type TextualInversion } from '../text/conditi
 import { loadEmbeddingDirs, type EmbeddingSlot } from '../text/embeddings';
 import { extractExtraNetworks } from '../text/prompt';
 import { generateHires } from './hires';
+import { generateRefined } from './refiner';
 import { prepareInpaint, type InpaintInputs } from './inpaint';
 import { checkedLatents, img2imgStart, inpaintStart, latentsImg2imgStart, txt2imgStart } from './latents';
 import { checkSize, resolveOptions, type CropTopLeft, type GenerateOptions, type MicroConditioning, type ResolvedOptions } from './options';
@@ -123,6 +124,7 @@ export class Pipeline {
    * and run one at a time (networks move between devices mid-call with idleDevice).
    */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
+    if (options?.refiner !== undefined) return generateRefined(this, options, (o) => this.generate(o));
     if (options?.hires !== undefined) return generateHires(this, options, (o) => this.generate(o));
     const o = resolveOptions(options, this.family);
     const run = this.queue.then(() => this.run(o, options));

@@ -88,8 +88,10 @@ at::Tensor UNetBlockImpl::forward(at::Tensor x, const at::Tensor& emb, const at:
 UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config(c) {
   const int64_t emb_dim = c.time_dim * 4, levels = c.mult.size();
   time_embed = register_module("time_embed", nn::Sequential(Linear(c.time_dim, emb_dim), nn::SiLU(), Linear(emb_dim, emb_dim)));
-  if (c.adm_in > 0)
-    label_emb = register_module("label_emb", nn::Sequential(nn::Sequential(Linear(c.adm_in, emb_dim), nn::SiLU(), Linear(emb_dim, emb_dim))));
+  if (c.adm_in > 0) {
+    // label_emb.0.{0,2}: sgm's Sequential(Sequential(Linear, SiLU, Linear)).
+    label_emb = register_module("label_emb", nn::ModuleList(nn::Sequential(Linear(c.adm_in, emb_dim), nn::SiLU(), Linear(emb_dim, emb_dim))));
+  }
   auto inputs = register_module("input_blocks", nn::ModuleList());
   auto block = [](std::initializer_list<std::shared_ptr<UNetLayer>> layers) {
     UNetBlock b;
@@ -155,7 +157,8 @@ at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& t, cons
     // y = [text_embeds, emb(time_ids[:, 0]), emb(time_ids[:, 1]), ...], each number its own sinusoid.
     const int64_t b = cond.time_ids.size(0);
     auto ids = timestep_embedding(cond.time_ids.flatten(), config.time_id_dim).reshape({b, -1});
-    emb = emb + label_emb->forward(at::cat({cond.text_embeds, ids.to(cond.text_embeds.scalar_type())}, 1));
+    auto y = at::cat({cond.text_embeds, ids.to(cond.text_embeds.scalar_type())}, 1);
+    emb = emb + (*label_emb)[0]->as<nn::SequentialImpl>()->forward(y);
   }
   std::vector<at::Tensor> hs;
   at::Tensor h = cond.concat.defined() ? at::cat({x, cond.concat}, 1) : x;

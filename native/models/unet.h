@@ -84,7 +84,7 @@ struct UNetModelImpl : nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const Conditioning& cond);
   UNetConfig config;
   nn::Sequential time_embed, out;
-  nn::Sequential label_emb{nullptr};  // SDXL: Sequential(Sequential(Linear(adm_in, emb), SiLU, Linear(emb, emb)))
+  nn::ModuleList label_emb{nullptr};  // SDXL: [Sequential(Linear(adm_in, emb), SiLU, Linear(emb, emb))]
   std::vector<UNetBlock> input_blocks, output_blocks;
   UNetBlock middle_block{nullptr};
 };
