@@ -31,7 +31,8 @@ on disk (the draw is fp32, then cast), as most downloaded checkpoints are.
       first_stage_model.*      the SD VAE (sd15_manifest.json's)
       conditioner.embedders.0.transformer.text_model.*  CLIP ViT-L/14, transformers' names (+ position_ids int64)
       conditioner.embedders.1.model.*  OpenCLIP ViT-bigG/14 text tower, open_clip order (1280 wide, 32 layers)
-      and nothing else (sgm files carry no schedule buffers and no EMA entries)
+      and nothing else: no ldm schedule buffers or EMA entries (sgm's DiffusionEngine has none); some
+      sgm-saved files also carry denoiser.sigmas [1000], which is not added here
   sdxl-refiner-random-1234.fp16.safetensors  sd_xl_refiner_1.0's layout (scripts/sdxl_refiner_manifest.json, 1,858
                                          tensors): UNet 384 x [1, 2, 4, 4], depth [0, 4, 4, 0], middle 4, context 1280,
                                          label_emb.0.0 [1536, 2560]; the SD VAE; bigG as conditioner.embedders.0.model.*
