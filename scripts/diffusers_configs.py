@@ -9,6 +9,8 @@ they are written to a local folder instead, with the values of those repos:
   sd15-inpaint  stable-diffusion-v1-5/stable-diffusion-inpainting   (UNet in_channels 9)
   sd21          stabilityai/stable-diffusion-2-1                    (v_prediction, 768)
   sd2-inpaint   stabilityai/stable-diffusion-2-inpainting           (UNet in_channels 9, epsilon)
+  sdxl          stabilityai/stable-diffusion-xl-base-1.0            (StableDiffusionXLPipeline)
+  sdxl-refiner  stabilityai/stable-diffusion-xl-refiner-1.0         (StableDiffusionXLImg2ImgPipeline)
 
 SD 2.x: OpenCLIP ViT-H/14 text tower as transformers' CLIPTextModel with 23 layers (diffusers drops
 the last of OpenCLIP's 24: SD 2 conditions on the penultimate layer, then ln_final), hidden_act gelu;
@@ -16,6 +18,14 @@ UNet heads [5, 10, 20, 20] (64 channels each), linear projections, 1024-wide cro
 tokenizer folders are transformers 4's layout (vocab.json, merges.txt, special_tokens_map.json,
 tokenizer_config.json), the vocabulary derived from vocab/bpe_simple_vocab_16e6.txt.gz as
 make_tokenizer_fixture.py does; SD 2's pads with "!" (id 0), SD 1.x's with <|endoftext|> (49407).
+
+SDXL: text_encoder CLIP ViT-L/14 (tokenizer pads with <|endoftext|>), text_encoder_2 OpenCLIP ViT-bigG/14 as
+CLIPTextModelWithProjection (32 layers, 1280, 20 heads, mlp 5120, gelu, projection_dim 1280; tokenizer_2 pads
+with "!", id 0); UNet with addition_embed_type "text_time" (addition_time_embed_dim 256); VAE scaling_factor
+0.13025, force_upcast; EulerDiscreteScheduler with the repos' scheduler_config (scaled_linear 0.00085..0.012,
+timestep_spacing "leading", steps_offset 1, interpolation_type "linear"). The refiner has no text_encoder
+/ tokenizer, requires_aesthetics_score true and force_zeros_for_empty_prompt false; the base
+force_zeros_for_empty_prompt true.
 """
 import json
 import pathlib
@@ -55,6 +65,42 @@ CLIP_L = {
 OPEN_CLIP_H = {**CLIP_L, "hidden_act": "gelu", "hidden_size": 1024, "intermediate_size": 4096,
                "num_attention_heads": 16, "num_hidden_layers": 23, "projection_dim": 512}
 
+VAE_SDXL = {**VAE, "sample_size": 1024, "scaling_factor": 0.13025, "force_upcast": True}
+OPEN_CLIP_BIGG = {**CLIP_L, "architectures": ["CLIPTextModelWithProjection"], "hidden_act": "gelu", "hidden_size": 1280,
+                  "intermediate_size": 5120, "num_attention_heads": 20, "num_hidden_layers": 32, "projection_dim": 1280}
+SDXL_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                      interpolation_type="linear", num_train_timesteps=1000, prediction_type="epsilon", sample_max_value=1.0,
+                      set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, timestep_spacing="leading",
+                      trained_betas=None, use_karras_sigmas=False)
+_SDXL_UNET_COMMON = {
+    "_class_name": "UNet2DConditionModel", "act_fn": "silu", "addition_embed_type": "text_time",
+    "addition_embed_type_num_heads": 64, "addition_time_embed_dim": 256, "center_input_sample": False,
+    "class_embed_type": None, "class_embeddings_concat": False, "conv_in_kernel": 3, "conv_out_kernel": 3,
+    "cross_attention_norm": None, "downsample_padding": 1, "dual_cross_attention": False, "encoder_hid_dim": None,
+    "encoder_hid_dim_type": None, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
+    "mid_block_only_cross_attention": None, "mid_block_scale_factor": 1, "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "norm_eps": 1e-05, "norm_num_groups": 32, "num_attention_heads": None, "num_class_embeds": None,
+    "only_cross_attention": False, "out_channels": 4, "resnet_out_scale_factor": 1.0, "resnet_skip_time_act": False,
+    "resnet_time_scale_shift": "default", "sample_size": 128, "time_cond_proj_dim": None, "time_embedding_act_fn": None,
+    "time_embedding_dim": None, "time_embedding_type": "positional", "timestep_post_act": None, "upcast_attention": None,
+    "use_linear_projection": True,
+}
+UNET_SDXL = {**_SDXL_UNET_COMMON, "attention_head_dim": [5, 10, 20], "block_out_channels": [320, 640, 1280],
+             "cross_attention_dim": 2048, "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+             "projection_class_embeddings_input_dim": 2816, "transformer_layers_per_block": [1, 2, 10],
+             "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]}
+UNET_SDXL_REFINER = {**_SDXL_UNET_COMMON, "attention_head_dim": [6, 12, 24, 24], "block_out_channels": [384, 768, 1536, 1536],
+                     "cross_attention_dim": 1280,
+                     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                     "projection_class_embeddings_input_dim": 2560, "transformer_layers_per_block": 4,
+                     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]}
+SDXL_FOLDERS = {
+    # name: (pipeline class, unet, text_encoder config or None, model_index extras)
+    "sdxl": ("StableDiffusionXLPipeline", UNET_SDXL, CLIP_L, {"force_zeros_for_empty_prompt": True}),
+    "sdxl-refiner": ("StableDiffusionXLImg2ImgPipeline", UNET_SDXL_REFINER, None,
+                     {"force_zeros_for_empty_prompt": False, "requires_aesthetics_score": True}),
+}
+
 FOLDERS = {
     # name: (pipeline class, unet, text encoder, scheduler class and config, tokenizer pad token)
     "sd15": ("StableDiffusionPipeline", UNET_SD15, CLIP_L, ("PNDMScheduler", SD15_SCHEDULER), "<|endoftext|>"),
@@ -79,8 +125,34 @@ def write_tokenizer(folder: pathlib.Path, pad: str):
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def write_sdxl_folder(name: str, root: pathlib.Path) -> pathlib.Path:
+    """root/name for sdxl / sdxl-refiner (the layout of the two repos)."""
+    pipeline, unet, clip, extras = SDXL_FOLDERS[name]
+    out = root / name
+    index = {"_class_name": pipeline, **extras, "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+             "text_encoder": ["transformers", "CLIPTextModel"] if clip else [None, None],
+             "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+             "tokenizer": ["transformers", "CLIPTokenizer"] if clip else [None, None],
+             "tokenizer_2": ["transformers", "CLIPTokenizer"],
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    parts = {"unet/config.json": unet, "vae/config.json": VAE_SDXL, "text_encoder_2/config.json": OPEN_CLIP_BIGG,
+             "scheduler/scheduler_config.json": {"_class_name": "EulerDiscreteScheduler", **SDXL_SCHEDULER},
+             "model_index.json": index}
+    if clip:
+        parts["text_encoder/config.json"] = clip
+    for rel, value in parts.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(json.dumps(value, indent=2) + "\n")
+    if clip:
+        write_tokenizer(out / "tokenizer", "<|endoftext|>")
+    write_tokenizer(out / "tokenizer_2", "!")
+    return out
+
+
 def write_config_folder(name: str, root: pathlib.Path) -> pathlib.Path:
     """root/name: a diffusers folder without weights, enough for from_single_file(config=..., local_files_only=True)."""
+    if name in SDXL_FOLDERS:
+        return write_sdxl_folder(name, root)
     pipeline, unet, clip, (scheduler, scheduler_config), pad = FOLDERS[name]
     out = root / name
     parts = {
