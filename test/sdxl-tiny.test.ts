@@ -4,12 +4,15 @@
 // component, three samplers, micro-conditioning, the zeroed empty negative, img2img, the refiner
 // hand-off, a kohya SDXL LoRA and an SDXL (clip_l + clip_g) embedding.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as sd from '../lib';
 import { native } from '../lib/native/load';
 import { fixture, relErrTensor as relErr, tmpDir } from './helpers';
 import { componentTests, SdxlReference } from './sdxl-reference';
+import { tinyCheckpoint } from './tiny';
+import { repoRoot } from './weights';
 
 const reference = new SdxlReference('tiny-sdxl-reference');
 
@@ -99,5 +102,51 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
 
   it('an SDXL embedding (clip_l and clip_g vectors, each into its encoder): final latents within 1e-3', async function () {
     await reference.sameLatents(base, 'ti.txt2img.euler', { embeddingDirs: [fixture('embeddings')] });
+  });
+
+  it('the CLI: --refiner (the base freed first), SDXL size flags; the PNG names base and refiner as A1111 does', async function () {
+    const cli = (args: string[]) =>
+      spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'cli.js'), 'generate', 'a photo of a cat', '--weights', files['tiny-sdxl']!, ...args], {
+        encoding: 'utf8', env: { ...process.env, SDTORCH_WEIGHTS: '', HF_HUB_OFFLINE: '1' }, timeout: 120_000,
+      });
+    const common = ['--negative', 'blurry, low quality', '--steps', '6', '--sampler', 'euler', '--cfg', '6', '--seed', '46', '--width', '64', '--height', '64', '--device', 'cpu'];
+    const out = path.join(tmp.dir, 'refined.png');
+    const r = cli([...common, '--refiner', files['tiny-sdxl-refiner']!, '--out', out]);
+    assert.equal(r.status, 0, r.stderr);
+    const lib = await base.generate({ prompt: 'a photo of a cat', negativePrompt: 'blurry, low quality', steps: 6, sampler: 'euler', cfgScale: 6, seed: 46, width: 64, height: 64, refiner: { pipeline: refiner } });
+    assert.ok(fs.readFileSync(out).equals(lib.images[0]!), 'the CLI image is the library one, byte for byte');
+    assert.match(lib.infotexts[0]!, /Model: tiny-sdxl, Refiner: tiny-sdxl-refiner \[[0-9a-f]{10}\], Refiner switch at: 0\.8$/);
+    const sized = path.join(tmp.dir, 'sized.png');
+    assert.equal(cli([...common, '--original-size', '128x96', '--crop-top-left', '8,0', '--out', sized]).status, 0);
+    const plain = await base.generate({ prompt: 'a photo of a cat', negativePrompt: 'blurry, low quality', steps: 6, sampler: 'euler', cfgScale: 6, seed: 46, width: 64, height: 64, originalSize: { width: 128, height: 96 }, cropTopLeft: { top: 8, left: 0 } });
+    assert.ok(fs.readFileSync(sized).equals(plain.images[0]!));
+    const unsized = await base.generate({ prompt: 'a photo of a cat', negativePrompt: 'blurry, low quality', steps: 6, sampler: 'euler', cfgScale: 6, seed: 46, width: 64, height: 64, decode: false });
+    assert.ok(plain.latents.sub(unsized.latents).norm() > 1e-3 * unsized.latents.norm(), 'the size conditioning reaches the UNet');
+    const bad = cli([...common, '--original-size', '128']);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /--original-size must be WIDTHxHEIGHT in pixels, e.g. 1024x1024, got '128'/);
+    const refinerOnly = cli([...common, '--aesthetic-score', '7']);
+    assert.match(refinerOnly.stderr, /--aesthetic-score is not conditioning of this model \(it takes original_size, crop_coords_top_left, target_size\)/);
+  });
+
+  it('SDXL options are checked before any work', async function () {
+    const job = { prompt: 'a cat', width: 64, height: 64, steps: 4, decode: false } as const;
+    await assert.rejects(base.generate({ ...job, aestheticScore: 5 }), /aestheticScore is not conditioning of this model/);
+    await assert.rejects(refiner.generate({ ...job, targetSize: { width: 64, height: 64 } }), /targetSize is not conditioning of this model/);
+    await assert.rejects(base.generate({ ...job, originalSize: { width: -1, height: 64 } }), /originalSize must be \{ width, height \} in whole pixels/);
+    await assert.rejects(base.generate({ ...job, denoisingEnd: 1 }), /denoisingEnd must be a fraction of the schedule in \(0, 1\)/);
+    await assert.rejects(base.generate({ ...job, denoisingStart: 0.5 }), /denoisingStart continues a run handed over by another model: pass its latents as initLatents/);
+    await assert.rejects(base.generate({ ...job, sampler: 'heun', denoisingEnd: 0.8 }), /sampler 'heun' takes two model evaluations per step/);
+    await assert.rejects(base.generate({ ...job, steps: 2, denoisingEnd: 0.1 }), /leave no step of 2 to run/);
+    await assert.rejects(base.generate({ ...job, refiner: { pipeline: refiner, switchAt: 1.5 } }), /refiner\.switchAt must be in \(0, 1\)/);
+    await assert.rejects(base.generate({ ...job, clipSkip: 12 }), /clipSkip must be at most 1 for this text encoder/);
+    const sd1 = await sd.loadPipeline(await tinyCheckpoint(), { device: 'cpu' });
+    try {
+      await assert.rejects(sd1.generate({ ...job, originalSize: { width: 64, height: 64 } }), /originalSize is not conditioning of this model \(SDXL models only\)/);
+      await assert.rejects(sd1.generate({ ...job, refiner: { pipeline: refiner } }), /generate\(\): refiner applies to SDXL models; this one is tiny test model \(SD 1\.x structure\)/);
+      await assert.rejects(base.generate({ ...job, refiner: { pipeline: sd1 } }), /refiner\.pipeline must be an SDXL refiner \(or another SDXL model\) sharing this model's latent space; it is tiny test model \(SD 1\.x structure\)/);
+    } finally {
+      sd1.dispose();
+    }
   });
 });

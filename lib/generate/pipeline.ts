@@ -292,7 +292,8 @@ export class Pipeline {
         modelHash: hash,
         modelName: this.name,
         ...(this.vaePath !== undefined ? { vaeHash: vaeHash!, vaeName: this.vaeName! } : {}),
-        ...(options.image !== undefined || options.initLatents !== undefined ? { strength: o.strength } : {}),
+        // a hand-off (denoisingStart) continues a run: no strength of its own
+        ...((options.image !== undefined || options.initLatents !== undefined) && o.denoisingStart === undefined ? { strength: o.strength } : {}),
         ...(batch > 1 ? { batchSize: batch, batchPos: i } : {}),
         extra,
       }),

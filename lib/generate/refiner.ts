@@ -31,6 +31,7 @@ export async function generateRefined(pipe: Pipeline, options: GenerateOptions, 
     fail('must be { pipeline, switchAt } with the refiner loaded by loadPipeline (or a function loading it)', TypeError);
   const switchAt = refiner!.switchAt ?? 0.8;
   if (typeof switchAt !== 'number' || !(switchAt > 0 && switchAt < 1)) fail(`switchAt must be in (0, 1), got ${String(switchAt)}`);
+  if (pipe.family.timeIds.length === 0) throw new TypeError(`generate(): refiner applies to SDXL models; this one is ${pipe.family.label}`);
   if (rest.mask !== undefined || rest.hires !== undefined || rest.denoisingStart !== undefined || rest.denoisingEnd !== undefined)
     fail('applies to txt2img and img2img: leave out mask, hires, denoisingStart and denoisingEnd', TypeError);
   // The refiner takes the prompts without extra-network tags (the base's LoRAs do not fit it), the
@@ -50,8 +51,8 @@ export async function generateRefined(pipe: Pipeline, options: GenerateOptions, 
   const other = owned ? await (given as () => Promise<Pipeline>)() : (given as Pipeline);
   let result: GenerateResult;
   try {
-    if (other.family.latentChannels !== pipe.family.latentChannels || other.vaeScale !== pipe.vaeScale)
-      fail(`pipeline (${other.family.label}) does not share this model's latent space (${pipe.family.label})`, TypeError);
+    if (other.family.timeIds.length === 0 || other.family.latentScale !== pipe.family.latentScale || other.vaeScale !== pipe.vaeScale)
+      fail(`pipeline must be an SDXL refiner (or another SDXL model) sharing this model's latent space; it is ${other.family.label}`, TypeError);
     result = await other.generate({ ...second, seed: base.seed, initLatents: base.latents, ...(decode !== undefined ? { decode } : {}), onProgress: report(firstTotal) });
   } finally {
     if (owned) other.dispose();
