@@ -149,4 +149,33 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
       sd1.dispose();
     }
   });
+
+  it('the SDXL VAE in fp16: a decode that overflows is redone in fp32; vae: swaps in another SDXL VAE (the fp16-fix) by file', async function () {
+    const half = await sd.loadPipeline(files['tiny-sdxl']!, { device: 'cpu', dtype: 'float16' });
+    try {
+      const z = sd.randn([1, 4, 8, 8], new sd.Generator(3)).mul(5e4);
+      assert.equal((await half.vae.decode(z.div(half.family.latentScale))).allFinite(), false, 'the test needs an fp16 overflow to begin with');
+      assert.ok((await half.decode(z)).allFinite());
+      assert.equal(half.model.info().vaeDtype, 'float32');
+    } finally {
+      half.dispose();
+    }
+    // A VAE file with bare encoder.*/decoder.* keys (how the fp16-fix VAE is published), other weights than the checkpoint's.
+    const vaeKeys = Object.entries(manifest('tiny-sdxl')).filter(([k]) => k.startsWith('first_stage_model.'));
+    const drawn = drawManifest(Object.fromEntries(vaeKeys), 99);
+    const vaeFile = path.join(tmp.dir, 'tiny-sdxl-vae-fix.safetensors');
+    await sd.saveTensors(vaeFile, Object.fromEntries(Object.entries(drawn).map(([k, t]) => [k.slice('first_stage_model.'.length), t])));
+    const swapped = await sd.loadPipeline(files['tiny-sdxl']!, { device: 'cpu', vae: vaeFile });
+    const merged = path.join(tmp.dir, 'tiny-sdxl-merged.safetensors');
+    await sd.saveTensors(merged, { ...drawManifest(manifest('tiny-sdxl')), ...drawn });
+    const same = await sd.loadPipeline(merged, { device: 'cpu' });
+    try {
+      const z = sd.randn([1, 4, 8, 8], new sd.Generator(4));
+      assert.equal((await swapped.vae.decode(z)).sub(await same.vae.decode(z)).norm(), 0);
+      assert.ok((await swapped.vae.decode(z)).sub(await base.vae.decode(z)).norm() > 0);
+    } finally {
+      swapped.dispose();
+      same.dispose();
+    }
+  });
 });

@@ -144,32 +144,23 @@ Family tiny() {
   return f;
 }
 
-// SDXL's structure: CLIP 32 wide + a projected GELU CLIP 40 wide (context 72), no attention at the
-// first level, depth 2, 8-wide heads, 8-wide sinusoids for the time ids (y = 40 + 6 x 8 = 88).
-Family tiny_sdxl() {
-  Family f = sdxl();
-  make_tiny_unet(f, "tiny-sdxl", "tiny test model (SDXL structure)");
-  make_tiny_clip(f.text_encoders[0], 32);
-  make_tiny_clip(f.text_encoders[1], 40);
-  f.unet.context = 72;
+// SDXL's structures: the last encoder (bigG's place) 40 wide with its projection, a first one
+// (CLIP ViT-L's) 32 wide; no attention at the first level, depth 2 (and 2 in the middle), 8-wide
+// heads, 8-wide sinusoids for the time ids (y = 40 + 8 per number: 88 for the base, 80 the refiner).
+Family tiny_xl(Family f, const std::string& name, const std::string& label) {
+  make_tiny_unet(f, name, label);
+  f.unet.context = 0;
+  for (size_t i = 0; i < f.text_encoders.size(); ++i) {
+    make_tiny_clip(f.text_encoders[i], i + 1 == f.text_encoders.size() ? 40 : 32);
+    f.unet.context += f.text_encoders[i].width;
+  }
   f.unet.head_dim = 8;
   f.unet.depth = {0, 2};
   f.unet.middle_depth = 2;
   f.unet.time_id_dim = 8;
-  f.unet.adm_in = 40 + 6 * 8;
-  return f;
-}
-
-Family tiny_sdxl_refiner() {
-  Family f = sdxl_refiner();
-  make_tiny_unet(f, "tiny-sdxl-refiner", "tiny test model (SDXL refiner structure)");
-  make_tiny_clip(f.text_encoders[0], 40);
-  f.unet.context = 40;
-  f.unet.head_dim = 8;
-  f.unet.depth = {0, 2};
-  f.unet.middle_depth = 2;
-  f.unet.time_id_dim = 8;
-  f.unet.adm_in = 40 + 5 * 8;
+  int64_t numbers = 0;
+  for (const auto& id : f.time_ids) numbers += id == "aesthetic_score" ? 1 : 2;
+  f.unet.adm_in = f.text_encoders.back().projection + numbers * f.unet.time_id_dim;
   return f;
 }
 
@@ -203,7 +194,8 @@ std::string metadata(const TensorFile& f, const std::string& key) {
 
 const std::vector<Family>& families() {
   static const std::vector<Family> table = {sd1(),  inpainting(sd1()), sd2(),       sd2_v(),          inpainting(sd2()), sdxl(),
-                                            sdxl_refiner(), tiny(), inpainting(tiny()), tiny_sdxl(), tiny_sdxl_refiner()};
+                                            sdxl_refiner(), tiny(), inpainting(tiny()), tiny_xl(sdxl(), "tiny-sdxl", "tiny test model (SDXL structure)"),
+                                            tiny_xl(sdxl_refiner(), "tiny-sdxl-refiner", "tiny test model (SDXL refiner structure)")};
   return table;
 }
 
