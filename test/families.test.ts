@@ -231,10 +231,10 @@ describe('diffusers folders as people have them, and folder errors (tiny preset)
     pipe.dispose();
   });
 
-  it('model_index.json must name an SD 1.x/2.x pipeline: other pipelines, broken JSON and missing parts are refused by name', async function () {
+  it('model_index.json must name an SD 1.x/2.x/SDXL pipeline: other pipelines, broken JSON and missing parts are refused by name', async function () {
     const flux = copy('flux');
     fs.writeFileSync(path.join(flux, 'model_index.json'), JSON.stringify({ _class_name: 'FluxPipeline', transformer: ['diffusers', 'FluxTransformer2DModel'] }));
-    await assert.rejects(sd.loadPipeline(flux, { device: 'cpu' }), /is a FluxPipeline folder; sdtorch loads SD 1\.x and SD 2\.x pipelines/);
+    await assert.rejects(sd.loadPipeline(flux, { device: 'cpu' }), /is a FluxPipeline folder; sdtorch loads SD 1\.x, SD 2\.x and SDXL pipelines/);
     const broken = copy('broken-index');
     fs.writeFileSync(path.join(broken, 'model_index.json'), '{ "_class_name": "StableDiffusionPipeline",');
     await assert.rejects(sd.loadPipeline(broken, { device: 'cpu' }), /model_index\.json' is not valid JSON/);
