@@ -217,6 +217,7 @@ const FLAG_NAMES = new RegExp(`(pass |raise |leave |either |and |or )?\\b(${Obje
 function inFlags(e: Error): Error {
   const message = e.message
     .replace(/^generate\(\): /, '')
+    .replace(/^refiner\.switchAt\b/, '--refiner-switch-at')
     .replace(FLAG_NAMES, (m, before: string | undefined, name: string, at: number) =>
       before === undefined && at > 0 && PLAIN_WORDS.has(name) ? m : `${before ?? ''}--${FLAGS[name]}`)
     .replace(/(--[a-z-]+):? '([^' ]+)'/g, '$1 $2');
@@ -276,7 +277,11 @@ async function generate(args: string[]): Promise<void> {
   });
   const dtype = values.dtype as (typeof DTYPES)[number] | undefined;
   if (values['refiner-switch-at'] !== undefined && values.refiner === undefined) throw new Error('--refiner-switch-at needs --refiner FILE');
-  const switchAt = number(values['refiner-switch-at'], 'refiner-switch-at');
+  // A PNG made with a refiner names it; the switch point comes back with --refiner.
+  const pngRefiner = from?.params['Refiner'];
+  if (pngRefiner !== undefined && values.refiner === undefined)
+    console.error(`sdtorch: ${values['from-png']} was made with the refiner ${pngRefiner}: pass it with --refiner FILE to make the same image`);
+  const switchAt = number(values['refiner-switch-at'], 'refiner-switch-at') ?? (values.refiner !== undefined && from?.params['Refiner switch at'] !== undefined ? number(from.params['Refiner switch at'], 'refiner-switch-at') : undefined);
   const sizes = {
     ...(values['original-size'] !== undefined ? { originalSize: sizeArg(values['original-size'], 'original-size')! } : {}),
     ...(values['target-size'] !== undefined ? { targetSize: sizeArg(values['target-size'], 'target-size')! } : {}),
@@ -287,7 +292,12 @@ async function generate(args: string[]): Promise<void> {
   const pipe = await loadPipeline(weights, { device, ...(dtype ? { dtype } : {}), ...(prediction ? { prediction } : {}), ...(values.vae ? { vae: values.vae } : {}) });
   // The refiner loads once the base pass is done, after the base is freed: both need not fit in memory at once.
   const refinerFile = values.refiner;
-  if (refinerFile !== undefined && !fs.existsSync(refinerFile)) throw new Error(`--refiner ${refinerFile}: no such file or folder`);
+  if (refinerFile !== undefined) {
+    if (!fs.existsSync(refinerFile)) throw new Error(`--refiner ${refinerFile}: no such file or folder`);
+    // What the file is, before the base pass runs (it loads only after it).
+    const f = await native().inspectFile({ path: path.resolve(refinerFile) });
+    if (!f.preset?.includes('sdxl')) throw new Error(`--refiner ${refinerFile} is not an SDXL refiner (it looks like ${f.label ?? f.family}): pass sd_xl_refiner_1.0 or another SDXL checkpoint`);
+  }
   const refiner = refinerFile !== undefined ? async () => { pipe.dispose(); return loadPipeline(refinerFile, { device, ...(dtype ? { dtype } : {}) }); } : undefined;
   const res = await pipe.generate({
     ...sizes,
@@ -396,6 +406,7 @@ async function worker(args: string[]): Promise<void> {
 const ADD_ONS: Record<string, string> = {
   vae: 'a VAE: use it with --vae FILE (loadPipeline(model, { vae }))',
   lora: 'a LoRA: use it with --lora FILE:W or <lora:name:W>',
+  embedding: 'a textual-inversion embedding: put it in a folder given with --embeddings DIR and write its file name in the prompt',
 };
 
 /** The diffusers folder (holding model_index.json) that `file` is part of, if any. */

@@ -125,6 +125,11 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
     const bad = cli([...common, '--original-size', '128']);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /--original-size must be WIDTHxHEIGHT in pixels, e.g. 1024x1024, got '128'/);
+    const info = spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'cli.js'), 'info', fixture('embeddings', 'tinyxlstyle.safetensors')], { encoding: 'utf8' });
+    assert.match(info.stdout, /family: embedding\n  loads as: a textual-inversion embedding: put it in a folder given with --embeddings DIR/);
+    const lora = cli([...common, '--refiner', fixture('lora', 'tiny-sdxl-kohya.safetensors')]);
+    assert.match(lora.stderr, /--refiner .*tiny-sdxl-kohya\.safetensors is not an SDXL refiner \(it looks like lora\)/);
+    assert.doesNotMatch(lora.stderr, /\d+\/\d+ \[/, 'refused before any step');
     const refinerOnly = cli([...common, '--aesthetic-score', '7']);
     assert.match(refinerOnly.stderr, /--aesthetic-score is not conditioning of this model \(it takes original_size, crop_coords_top_left, target_size\)/);
   });
@@ -137,7 +142,7 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
     await assert.rejects(base.generate({ ...job, denoisingEnd: 1 }), /denoisingEnd must be a fraction of the schedule in \(0, 1\)/);
     await assert.rejects(base.generate({ ...job, denoisingStart: 0.5 }), /denoisingStart continues a run handed over by another model: pass its latents as initLatents/);
     await assert.rejects(base.generate({ ...job, sampler: 'heun', denoisingEnd: 0.8 }), /sampler 'heun' takes two model evaluations per step/);
-    await assert.rejects(base.generate({ ...job, steps: 2, denoisingEnd: 0.1 }), /leave no step of 2 to run/);
+    await assert.rejects(base.generate({ ...job, steps: 2, denoisingEnd: 0.1 }), /a hand-off that ends at 0\.1 \(denoisingStart\/denoisingEnd, refiner\.switchAt\) leaves no step of 2 to run/);
     await assert.rejects(base.generate({ ...job, refiner: { pipeline: refiner, switchAt: 1.5 } }), /refiner\.switchAt must be in \(0, 1\)/);
     await assert.rejects(base.generate({ ...job, clipSkip: 12 }), /clipSkip must be at most 1 for this text encoder/);
     const sd1 = await sd.loadPipeline(await tinyCheckpoint(), { device: 'cpu' });
@@ -177,5 +182,41 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
       swapped.dispose();
       same.dispose();
     }
+  });
+
+  it('with a refiner the infotext is the base run\'s (its prompt, LoRA hashes, strength) plus the refiner keys; misuse is refused before the base pass', async function () {
+    const lora = path.dirname(fixture('lora', 'tiny-sdxl-kohya.safetensors'));
+    const job = { prompt: 'a cat <lora:tiny-sdxl-kohya:0.5>', loraDirs: [lora], steps: 5, sampler: 'euler', seed: 5, width: 64, height: 64 };
+    const r = await base.generate({ ...job, refiner: { pipeline: refiner, switchAt: 0.6 } });
+    assert.match(r.infotexts[0]!, /^a cat <lora:tiny-sdxl-kohya:0\.5>\n/);
+    assert.match(r.infotexts[0]!, /Model: tiny-sdxl, Lora hashes: "tiny-sdxl-kohya: [0-9a-f]{12}", Refiner: tiny-sdxl-refiner \[[0-9a-f]{10}\], Refiner switch at: 0\.6$/);
+    const i2i = await base.generate({ ...job, image: fixture('img2img-init.png'), strength: 0.5, refiner: { pipeline: refiner } });
+    assert.match(i2i.infotexts[0]!, /Denoising strength: 0\.5, .*Refiner switch at: 0\.8$/);
+    // the refiner's progress counts on after the base's, to one total
+    let base0 = 0;
+    const steps: number[] = [];
+    await base.generate({ ...job, refiner: { pipeline: refiner }, onProgress: (p) => void (steps.push(p.step), (base0 = p.total)) });
+    assert.deepEqual(steps, Array.from({ length: base0 }, (_, i) => i + 1));
+    let calls = 0;
+    const progress = () => void calls++;
+    await assert.rejects(base.generate({ ...job, onProgress: progress, refiner: { pipeline: base } }), /refiner\.pipeline is the base pipeline itself/);
+    await assert.rejects(base.generate({ ...job, onProgress: progress, refiner: { pipeline: {} as sd.Pipeline } }), /refiner\.pipeline must be a pipeline from loadPipeline/);
+    assert.equal(calls, 0, 'refused before the base pass');
+    // a loader's result is checked when it comes, and not disposed when it is the base
+    await assert.rejects(base.generate({ ...job, refiner: { pipeline: async () => base } }), /refiner\.pipeline is the base pipeline itself/);
+    await assert.rejects(base.generate({ ...job, refiner: { pipeline: async () => 42 as unknown as sd.Pipeline } }), /refiner\.pipeline must be a pipeline from loadPipeline/);
+    // the base is still usable (and, without the tag, its own weights again for the tests after this one)
+    assert.equal((await base.generate({ ...job, prompt: 'a cat', steps: 2, decode: false })).latents.shape.length, 4);
+    await assert.rejects(refiner.generate({ ...job, loraDirs: [], prompt: 'a cat', initLatents: sd.randn([1, 4, 8, 8], new sd.Generator(1)), denoisingStart: 0.8 }), /initLatents are 16x16 pixels of latents; width\/height say 64x64/);
+  });
+
+  it('an SD 1.x LoRA on SDXL is refused by its context width, not half applied', async function () {
+    const tinyLora = path.join(tmp.dir, 'sd1-lora.safetensors');
+    // a kohya module for a 32-wide (tiny SD 1.x) cross-attention context
+    await sd.saveTensors(tinyLora, {
+      'lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight': sd.randn([4, 32], new sd.Generator(1)),
+      'lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight': sd.randn([64, 4], new sd.Generator(2)),
+    });
+    await assert.rejects(base.generate({ prompt: 'a cat', steps: 2, width: 64, height: 64, loras: [{ path: tinyLora }] }), /looks like a LoRA for a model with a 32-wide text context .*this model is tiny test model \(SDXL structure\) \(72-wide context\)/);
   });
 });

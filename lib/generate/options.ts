@@ -156,6 +156,11 @@ export interface GenerateOptions {
   vaeTiling?: boolean | 'auto';
 }
 
+/** @internal A stage of a multi-pass run (refiner.ts) that wants its infotexts without decoding. */
+export const KEEP_INFOTEXTS = Symbol('keepInfotexts');
+/** @internal */
+export type StageOptions = GenerateOptions & { [KEEP_INFOTEXTS]?: boolean };
+
 /** Pixels from the top and from the left. */
 export interface CropTopLeft {
   top: number;

@@ -21,7 +21,7 @@ import { generateHires } from './hires';
 import { generateRefined } from './refiner';
 import { prepareInpaint, type InpaintInputs } from './inpaint';
 import { checkedLatents, img2imgStart, inpaintStart, latentsImg2imgStart, txt2imgStart } from './latents';
-import { checkSize, resolveOptions, type CropTopLeft, type GenerateOptions, type MicroConditioning, type ResolvedOptions } from './options';
+import { checkSize, KEEP_INFOTEXTS, resolveOptions, type CropTopLeft, type GenerateOptions, type MicroConditioning, type ResolvedOptions, type StageOptions } from './options';
 import { resolveLoras } from './loras';
 import { planPrompts } from './prompts';
 import { progressReporter } from './progress';
@@ -187,12 +187,12 @@ export class Pipeline {
     } else if (options.initLatents !== undefined && o.denoisingStart !== undefined) {
       // A hand-off (SDXL refiner): the latents are already at the start step's noise level.
       size = { height: options.initLatents.shape[2]! * this.vaeScale, width: options.initLatents.shape[3]! * this.vaeScale };
-      checkSize(size, batch);
+      checkLatentSize(size, o);
       opts.denoisingStart = o.denoisingStart;
       x = checkedLatents(this.family, batch, options.initLatents).to(this.device, 'float32');
     } else if (options.initLatents !== undefined) {
       size = { height: options.initLatents.shape[2]! * this.vaeScale, width: options.initLatents.shape[3]! * this.vaeScale };
-      checkSize(size, batch);
+      checkLatentSize(size, o);
       opts.strength = o.strength;
       x = latentsImg2imgStart(this.family, sampler, opts, generator, this.device, batch, options.initLatents);
     } else if (options.image !== undefined) {
@@ -220,7 +220,11 @@ export class Pipeline {
       ...(timeIds ? { timeIds } : {}),
     });
     const latents = await stage(this.unet, () => sampler.sample(model, x, opts));
-    if (options.decode === false) return { images: [], latents, seed: o.seed, infotexts: [] };
+    if (options.decode === false) {
+      // A refiner's base pass keeps its infotext: the image's parameters are the base's (refiner.ts).
+      const infotexts = (options as StageOptions)[KEEP_INFOTEXTS] ? await this.infotexts(o, options, size, label, plan.usedEmbeddings, loras.applied) : [];
+      return { images: [], latents, seed: o.seed, infotexts };
+    }
 
     const decoded = await stage(this.vae, () => this.decode(latents, vaeTile(size) / this.vaeScale));
     const infotexts = await this.infotexts(o, options, size, label, plan.usedEmbeddings, loras.applied);
@@ -307,6 +311,13 @@ export class Pipeline {
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }
+}
+
+/** initLatents set the size: width/height, when given, must say the same. */
+function checkLatentSize(size: Size, o: ResolvedOptions): void {
+  if ((o.width !== undefined && o.width !== size.width) || (o.height !== undefined && o.height !== size.height))
+    throw new RangeError(`generate(): initLatents are ${size.width}x${size.height} pixels of latents; width/height say ${o.width ?? '-'}x${o.height ?? '-'}: leave them out or make them match`);
+  checkSize(size, o.prompts.length * o.batchSize);
 }
 
 /** What SDXL embedding files give each text encoder: clip_l and clip_g by position (the refiner: clip_g); one encoder: its width. */

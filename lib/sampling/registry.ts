@@ -211,7 +211,8 @@ function span(name: SamplerName, walk: Schedule, from: number, opts: Omit<Sample
     from = walk.timesteps.length - walk.timesteps.filter((t) => t < c).length;
   }
   if (to <= from) {
-    throw new RangeError(`denoisingStart ${start ?? '-'} / denoisingEnd ${end ?? '-'} leave no step of ${walk.timesteps.length} to run: move them apart or raise steps`);
+    const at = [start !== undefined ? `starts at ${start}` : '', end !== undefined ? `ends at ${end}` : ''].filter(Boolean).join(' and ');
+    throw new RangeError(`a hand-off that ${at} (denoisingStart/denoisingEnd, refiner.switchAt) leaves no step of ${walk.timesteps.length} to run: move it or raise steps`);
   }
   return { from, to };
 }

@@ -235,6 +235,8 @@ std::string checkpoint_kind(const TensorFile& f) {
   if (find(f, "encoder.conv_in.weight") || find(f, "decoder.conv_in.weight") || find(f, "first_stage_model.decoder.conv_in.weight"))
     return "vae";
   if (find(f, "input_blocks.0.0.weight") || find(f, "conv_in.weight")) return "unet";
+  // Textual-inversion embeddings: SDXL's clip_l/clip_g, A1111's string_to_param, emb_params.
+  if (find(f, "clip_g") || find(f, "clip_l") || find(f, "emb_params") || has_prefix(f, "string_to_param.")) return "embedding";
   return "unknown";
 }
 
@@ -250,7 +252,8 @@ std::string describe_kind(const std::string& kind) {
       {"sd2-inpaint", "an SD 2.x inpainting checkpoint"}, {"sdxl", "an SDXL checkpoint"}, {"sdxl-refiner", "an SDXL refiner checkpoint"}, {"sdxl-inpaint", "an SDXL inpainting checkpoint"},
       {"sd3", "a Stable Diffusion 3 checkpoint (MMDiT)"}, {"flux", "a FLUX checkpoint"},
       {"video", "a video model (Stable Video Diffusion: temporal layers)"}, {"upscaler", "the SD x4 upscaler (7 input channels)"},
-      {"lora", "a LoRA (load it with loras: or <lora:name:weight>)"}, {"vae", "a VAE alone (pass it as the vae option)"},
+      {"lora", "a LoRA (load it with loras: or <lora:name:weight>)"},
+      {"embedding", "a textual-inversion embedding (put it in an embeddings folder and use its file name in prompts)"}, {"vae", "a VAE alone (pass it as the vae option)"},
       {"unet", "a UNet alone"}, {"unknown", "nothing sdtorch knows"}};
   auto it = what.find(kind);
   return it == what.end() ? kind : it->second;

@@ -90,7 +90,7 @@ const Family& family(const std::string& name);
 
 // What a tensor file looks like, for errors and `sdtorch info`: "sd1", "sd1-inpaint", "sd2",
 // "sd2-inpaint", "sdxl", "sdxl-refiner", "sdxl-inpaint", "sd3", "flux", "video", "upscaler", "lora", "vae", "unet",
-// "unknown". Reads file keys through models/keys.h, so any layout loading accepts is recognised.
+// "embedding", "unknown". Reads file keys through models/keys.h, so any layout loading accepts is recognised.
 std::string checkpoint_kind(const TensorFile& file);
 
 // The preset row a checkpoint loads as (a copy: loading may override its prediction); throws saying

@@ -382,9 +382,12 @@ std::vector<LoraReport> set_loras(StableDiffusion& sd, const std::vector<LoraReq
     const bool other_context = g.context && g.context != sd.family.unet.context;
     const bool other_te = g.te_width && g.te_width != sd.family.text_encoders.front().width;
     const bool sdxl = sd.family.text_encoders.size() > 1;
-    if (!g.what.empty() && (other_context || other_te || (starts(g.what, "an SDXL") && !sdxl) || starts(g.what, "a LoRA for a diffusion")))
-      throw std::runtime_error("'" + path + "' looks like " + g.what + "; this model is " + model +
-                               ", and a LoRA only fits the model family it was trained for");
+    // The width of the text context its cross-attention takes tells the family apart (SD 1.x 768, SD 2.x 1024, SDXL 2048).
+    const std::string what = !g.what.empty() ? g.what
+                             : "a LoRA for a model with a " + std::to_string(g.context) + "-wide text context (SD 1.x: 768, SD 2.x: 1024, SDXL: 2048)";
+    if (other_context || (!g.what.empty() && (other_te || (starts(g.what, "an SDXL") && !sdxl) || starts(g.what, "a LoRA for a diffusion"))))
+      throw std::runtime_error("'" + path + "' looks like " + what + "; this model is " + model +
+                               " (" + std::to_string(sd.family.unet.context) + "-wide context), and a LoRA only fits the model family it was trained for");
     LoraReport report{request.name, 0, f.stray};
     for (auto& m : f.modules) {
       auto target = resolve(m.name);
