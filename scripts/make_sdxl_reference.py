@@ -62,6 +62,9 @@ MICRO = dict(original_size=(256, 192), crops_coords_top_left=(16, 8), target_siz
              negative_original_size=(512, 512), negative_crops_coords_top_left=(0, 4), negative_target_size=(96, 128))
 TI_TOKEN, TI_PROMPT = "tinyxlstyle", "a painting in tinyxlstyle of a house"
 LORA_ALPHA, LORA_RANK = 2.0, 4
+TI_EOS = ("eos_token_id 49407 in text_encoder's and text_encoder_2's configs (this case only; the others keep CLIP_L's 2), "
+          "because with 2 transformers pools text_embeds at argmax(ids), which is the added token 49409 here, while "
+          "with 49407 it pools at the first <|endoftext|>, as A1111 and sdtorch do")
 
 
 def cases(size: int, img2img_size: int) -> list:
@@ -247,23 +250,25 @@ def clip_from(sd, prefix, cfg, with_projection):
     return model
 
 
-def tiny_components(refiner=False, seed=1234):
-    """The tiny SDXL (refiner) preset's diffusers/transformers twins (float32), filled with the recipe's weights."""
+def tiny_components(refiner=False, seed=1234, eos_token_id=None):
+    """The tiny SDXL (refiner) preset's diffusers/transformers twins (float32), filled with the recipe's weights;
+    eos_token_id: replaces the text encoders' config value (CLIP_L's 2: transformers pools at argmax(ids))."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 
     manifest = json.loads((FIX / ("tiny-sdxl-refiner-manifest.json" if refiner else "tiny-sdxl-manifest.json")).read_text())
     sd = draw(manifest, seed)
     unet_cfg = TINY_SDXL_REFINER_UNET if refiner else TINY_SDXL_UNET
+    eos = {} if eos_token_id is None else {"eos_token_id": eos_token_id}
     unet = UNet2DConditionModel(**unet_cfg).eval()
     unet.load_state_dict(convert_ldm_unet_checkpoint(sd, unet_cfg), strict=True)
     vae = AutoencoderKL(**TINY_VAE).eval()
     vae.load_state_dict(convert_ldm_vae_checkpoint(sd, TINY_VAE), strict=True)
     if refiner:
         return dict(unet=unet, vae=vae, text_encoder=None,
-                    text_encoder_2=clip_from(sd, "conditioner.embedders.0.transformer.", TINY_CLIP_G, True))
-    return dict(unet=unet, vae=vae, text_encoder=clip_from(sd, "conditioner.embedders.0.transformer.", TINY_CLIP_L, False),
-                text_encoder_2=clip_from(sd, "conditioner.embedders.1.transformer.", TINY_CLIP_G, True))
+                    text_encoder_2=clip_from(sd, "conditioner.embedders.0.transformer.", {**TINY_CLIP_G, **eos}, True))
+    return dict(unet=unet, vae=vae, text_encoder=clip_from(sd, "conditioner.embedders.0.transformer.", {**TINY_CLIP_L, **eos}, False),
+                text_encoder_2=clip_from(sd, "conditioner.embedders.1.transformer.", {**TINY_CLIP_G, **eos}, True))
 
 
 def tiny_pipelines(folder):
@@ -692,10 +697,11 @@ def part_tiny(work):
     for case in all_cases:
         if case["pipeline"] == "refiner":
             run_case(refiner, case, out, docs)
-    # textual inversion: per encoder, as diffusers documents for SDXL embeddings (clip_l / clip_g)
+    # textual inversion: per encoder, as diffusers documents for SDXL embeddings (clip_l / clip_g); the encoders'
+    # configs say eos_token_id 49407 (TI_EOS)
     emb_path = FIX / "embeddings" / f"{TI_TOKEN}.safetensors"
     emb = write_embedding(emb_path)
-    ti_pipe = quiet(type(base)(**tiny_components(), tokenizer=type(base.tokenizer).from_pretrained(str(folder / "tokenizer")),
+    ti_pipe = quiet(type(base)(**tiny_components(eos_token_id=49407), tokenizer=type(base.tokenizer).from_pretrained(str(folder / "tokenizer")),
                                tokenizer_2=type(base.tokenizer_2).from_pretrained(str(folder / "tokenizer_2")),
                                scheduler=base.scheduler, force_zeros_for_empty_prompt=True))
     ti_pipe.load_textual_inversion(emb["clip_l"], token=TI_TOKEN, text_encoder=ti_pipe.text_encoder, tokenizer=ti_pipe.tokenizer)
@@ -724,7 +730,7 @@ def part_tiny(work):
             f"tokens '{TI_TOKEN}' (49408) and '{TI_TOKEN}_1' (49409) to each tokenizer and rewrites the prompt's "
             f"'{TI_TOKEN}' to '{TI_TOKEN} {TI_TOKEN}_1' (maybe_convert_prompt); each encoder's embedding rows 49408, "
             f"49409 = clip_l / clip_g rows 0, 1",
-        prompt=TI_PROMPT, ids_first_12=ti_ids)
+        prompt=TI_PROMPT, ids_first_12=ti_ids, text_encoder_configs=TI_EOS)
     # LoRA last: it stays in the base networks
     start = time.time()
     lora_doc = load_lora(base, FIX / "lora" / "tiny-sdxl-kohya.safetensors", LORA_EXPECT)
@@ -770,7 +776,8 @@ def part_tiny(work):
         entries={**{k.replace("<tag>", "tiny|tiny_refiner"): v for k, v in COMPONENT_ENTRIES.items()},
                  "tiny.lora.*": "with the tiny LoRA loaded (scale 1): the encoders on ids row 0, the UNet on tiny.unet's inputs",
                  "tiny.ti.<encoder>.{ids,hidden_states_m2,text_embeds}": f"the prompt '{TI_PROMPT}' with the textual "
-                     "inversion loaded (ids contain the added tokens 49408, 49409)",
+                     "inversion loaded (ids contain the added tokens 49408, 49409); encoders with eos_token_id 49407 "
+                     "(cases.ti.txt2img.euler.textual_inversion.text_encoder_configs)",
                  **common_doc("")["case_entries"]},
         lora=lora, cases=docs, runs_differ_pairwise_rel=diffs, made_with=versions(),
     )

@@ -220,3 +220,53 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
     await assert.rejects(base.generate({ prompt: 'a cat', steps: 2, width: 64, height: 64, loras: [{ path: tinyLora }] }), /looks like a LoRA for a model with a 32-wide text context .*this model is tiny test model \(SDXL structure\) \(72-wide context\)/);
   });
 });
+
+describe('SDXL diffusers folders load as the single file they came from (tiny presets)', function () {
+  // test/fixtures/diffusers-tiny-sdxl{,-refiner}/ (scripts/make_diffusers_tiny.py --only sdxl): the presets'
+  // weights in float16, as StableDiffusionXLPipeline / StableDiffusionXLImg2ImgPipeline.save_pretrained writes
+  // them. Compared with the same single files cast likewise.
+  this.timeout(120_000);
+  const tmp = tmpDir('sdtorch-tiny-sdxl-folders-');
+  const singles: Record<string, sd.Pipeline> = {};
+  before(async function () {
+    for (const preset of ['tiny-sdxl', 'tiny-sdxl-refiner']) {
+      const half = Object.fromEntries(Object.entries(drawManifest(manifest(preset))).map(([k, t]) => [k, t.to('cpu', 'float16')]));
+      const file = path.join(tmp.dir, `${preset}.fp16.safetensors`);
+      await sd.saveTensors(file, half);
+      singles[preset] = await sd.loadPipeline(file, { device: 'cpu' });
+    }
+  });
+  after(() => {
+    for (const p of Object.values(singles)) p.dispose();
+    tmp.cleanup();
+  });
+
+  for (const [folder, preset] of [['diffusers-tiny-sdxl', 'tiny-sdxl'], ['diffusers-tiny-sdxl-refiner', 'tiny-sdxl-refiner']] as const) {
+    it(`${folder}: the ${preset} family, bit-identical weights and the same latents`, async function () {
+      const single = singles[preset]!;
+      const pipe = await sd.loadPipeline(fixture(folder), { device: 'cpu' });
+      try {
+        assert.equal(pipe.family.name, preset);
+        // the same family row, but for the default size: the folder states its own (unet sample_size 32 x the tiny VAE's 2)
+        assert.deepEqual({ ...pipe.family, defaultSize: 0 }, { ...single.family, defaultSize: 0 });
+        assert.equal(pipe.family.defaultSize, 64);
+        for (const component of ['textEncoder', 'unet', 'vae'] as const) {
+          const want = new Map(await single.model.parameters({ component }));
+          const got = await pipe.model.parameters({ component });
+          assert.ok(got.length > 0, component);
+          assert.deepEqual(got.map(([k]) => k).sort(), [...want.keys()].sort(), component);
+          for (const [k, t] of got) {
+            const w = new sd.Tensor(want.get(k)!);
+            assert.deepEqual(t.shape, w.shape, k);
+            assert.equal(new sd.Tensor(t).sub(w).norm(), 0, k);
+          }
+        }
+        const job = { prompt: 'a photo of a cat', negativePrompt: 'blurry', width: 32, height: 32, steps: 3, seed: 5, decode: false } as const;
+        const [a, b] = [await pipe.generate(job), await single.generate(job)];
+        assert.equal(relErr(a.latents, b.latents), 0);
+      } finally {
+        pipe.dispose();
+      }
+    });
+  }
+});

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """The diffusers side of scripts/benchmark.js: one measurement per process, a JSON line on stdout.
 
-Usage: diffusers_side.py MODE WEIGHTS   (MODE: load | step256 | step512 | image512 | image256)
+Usage: diffusers_side.py MODE WEIGHTS [FAMILY]
+  FAMILY sd15 (default; MODE: load | step256 | step512 | image512 | image256)
+         sdxl (MODE: load | step512 | step1024): StableDiffusionXLPipeline, configs of
+         stabilityai/stable-diffusion-xl-base-1.0 (scripts/diffusers_configs.py)
 Needs diffusers on PYTHONPATH (its source tree's src/), torch, transformers. The pipeline comes from
-the single-file checkpoint with local configs (written to a temp dir; nothing is downloaded).
+the single-file checkpoint with local configs (written to a temp dir; nothing is downloaded), in float32.
 """
 import json
 import pathlib
@@ -16,6 +19,7 @@ T0 = time.perf_counter()
 import torch  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from diffusers_configs import write_config_folder  # noqa: E402
 from make_tokenizer_fixture import build_tokenizer  # noqa: E402
 
 SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
@@ -49,29 +53,41 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main(mode, weights):
-    from diffusers import StableDiffusionPipeline
+def main(mode, weights, family="sd15"):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     t = time.perf_counter()
-    cfg = pathlib.Path(tempfile.mkdtemp(prefix="sd15-config-"))
-    (cfg / "tokenizer").mkdir()
-    write_configs(cfg)
+    if family == "sdxl":
+        cfg = write_config_folder("sdxl", pathlib.Path(tempfile.mkdtemp(prefix="sdxl-config-")))
+    else:
+        cfg = pathlib.Path(tempfile.mkdtemp(prefix="sd15-config-"))
+        (cfg / "tokenizer").mkdir()
+        write_configs(cfg)
     setup = time.perf_counter() - t  # the local configs are our scaffolding, not diffusers' load time
     t = time.perf_counter()
-    pipe = StableDiffusionPipeline.from_single_file(weights, config=str(cfg), local_files_only=True,
-                                                    safety_checker=None, requires_safety_checker=False, torch_dtype=torch.float32)
+    if family == "sdxl":
+        pipe = StableDiffusionXLPipeline.from_single_file(weights, config=str(cfg), local_files_only=True, torch_dtype=torch.float32)
+    else:
+        pipe = StableDiffusionPipeline.from_single_file(weights, config=str(cfg), local_files_only=True,
+                                                        safety_checker=None, requires_safety_checker=False, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    out = {"impl": "diffusers", "mode": mode, "load_s": time.perf_counter() - t, "load_from_start_s": time.perf_counter() - T0 - setup,
+    out = {"impl": "diffusers", "family": family, "mode": mode, "load_s": time.perf_counter() - t, "load_from_start_s": time.perf_counter() - T0 - setup,
            "load_peak_rss_mb": peak_rss_mb()}
     with torch.inference_mode():
         if mode.startswith("step"):
-            side = 32 if mode == "step256" else 64
+            pixels = int(mode[4:])
+            side = pixels // 8
             g = torch.Generator().manual_seed(0)
             x = torch.randn(2, 4, side, side, generator=g)
-            ctx = torch.randn(2, 77, 768, generator=g)
             t_ = torch.tensor([500, 500])
-            pipe.unet(x, t_, encoder_hidden_states=ctx)  # warm-up
+            if family == "sdxl":  # context [2,77,2048], pooled text [2,1280], 6 time ids per row
+                kw = dict(encoder_hidden_states=torch.randn(2, 77, 2048, generator=g),
+                          added_cond_kwargs=dict(text_embeds=torch.randn(2, 1280, generator=g),
+                                                 time_ids=torch.tensor([[pixels, pixels, 0, 0, pixels, pixels]] * 2, dtype=torch.float32)))
+            else:
+                kw = dict(encoder_hidden_states=torch.randn(2, 77, 768, generator=g))
+            pipe.unet(x, t_, **kw)  # warm-up
             t = time.perf_counter()
-            pipe.unet(x, t_, encoder_hidden_states=ctx)
+            pipe.unet(x, t_, **kw)
             out["seconds"] = time.perf_counter() - t
         elif mode.startswith("image"):
             side = int(mode[5:])
@@ -84,4 +100,4 @@ def main(mode, weights):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])
