@@ -49,6 +49,7 @@ sys.path.insert(0, str(HERE))
 from diffusers_configs import OPEN_CLIP_BIGG, CLIP_L, SDXL_SCHEDULER, write_config_folder  # noqa: E402
 from make_random_checkpoints import REFINER_BIGG, SDXL_BIGG, TINY_SDXL_REFINER_UNET, TINY_SDXL_UNET  # noqa: E402
 from make_random_sd15 import draw  # noqa: E402
+from make_sd2_reference import quiet  # noqa: E402
 
 FIX = HERE.parent / "test" / "fixtures"
 FILES = {"base": "sdxl-base-random-1234.fp16.safetensors", "refiner": "sdxl-refiner-random-1234.fp16.safetensors"}
@@ -123,14 +124,6 @@ CONDITIONING_NOTES = {
                   "presets: 8 channels per number",
     "cfg": "batch [negative, positive]; noise = uncond + guidance_scale * (cond - uncond); guidance_rescale 0",
 }
-
-
-def quiet(pipe):
-    pipe.set_progress_bar_config(disable=True)
-    te = getattr(pipe, "text_encoder", None)
-    if te is not None and not hasattr(te, "text_model"):  # transformers 5 flattened CLIPTextModel
-        object.__setattr__(te, "text_model", te)
-    return pipe
 
 
 def finite(name, t):

@@ -26,18 +26,25 @@ Family inpainting(Family f) {
   return f;
 }
 
-// SD 2.x 512 base (epsilon); sd2-v is the 768 v-prediction model with the same networks.
+// An OpenCLIP text tower: exact GELU, pads with token 0 after <|endoftext|>; `layers` those run.
+ClipConfig open_clip(int64_t width, int64_t heads, int64_t layers) {
+  ClipConfig c;
+  c.width = width;
+  c.heads = heads;
+  c.mlp = 4 * width;
+  c.layers = layers;
+  c.quick_gelu = false;
+  c.pad_token = 0;
+  return c;
+}
+
+// SD 2.x 512 base (epsilon); sd2-v is the 768 v-prediction model with the same networks. ViT-H/14
+// runs 23 of its 24 layers.
 Family sd2() {
   Family f;
   f.name = "sd2";
   f.label = "SD 2.x";
-  ClipConfig& clip = f.text_encoders[0];
-  clip.width = 1024;
-  clip.heads = 16;
-  clip.mlp = 4096;
-  clip.layers = 23;
-  clip.quick_gelu = false;
-  clip.pad_token = 0;
+  f.text_encoders = {open_clip(1024, 16, 23)};
   f.unet.context = 1024;
   f.unet.head_dim = 64;
   f.unet.linear_proj = true;
@@ -56,13 +63,7 @@ Family sd2_v() {
 // OpenCLIP ViT-bigG/14's text tower as SDXL uses it: all 32 layers run (the pooled output needs the
 // last), the context is the penultimate hidden state without the final layer norm.
 ClipConfig open_clip_big_g(const std::string& prefix) {
-  ClipConfig c;
-  c.width = 1280;
-  c.heads = 20;
-  c.mlp = 5120;
-  c.layers = 32;
-  c.quick_gelu = false;
-  c.pad_token = 0;
+  ClipConfig c = open_clip(1280, 20, 32);
   c.hidden_from_end = 1;
   c.context_norm = false;
   c.projection = 1280;
