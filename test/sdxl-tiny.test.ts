@@ -126,7 +126,7 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /--original-size must be WIDTHxHEIGHT in pixels, e.g. 1024x1024, got '128'/);
     const info = spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'cli.js'), 'info', fixture('embeddings', 'tinyxlstyle.safetensors')], { encoding: 'utf8' });
-    assert.match(info.stdout, /family: embedding\n  loads as: a textual-inversion embedding: put it in a folder given with --embeddings DIR/);
+    assert.match(info.stdout, /family: embedding\n {2}loads as: a textual-inversion embedding: put it in a folder given with --embeddings DIR/);
     const lora = cli([...common, '--refiner', fixture('lora', 'tiny-sdxl-kohya.safetensors')]);
     assert.match(lora.stderr, /--refiner .*tiny-sdxl-kohya\.safetensors is not an SDXL refiner \(it looks like lora\)/);
     assert.doesNotMatch(lora.stderr, /\d+\/\d+ \[/, 'refused before any step');
@@ -217,7 +217,7 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
       'lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight': sd.randn([4, 32], new sd.Generator(1)),
       'lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight': sd.randn([64, 4], new sd.Generator(2)),
     });
-    await assert.rejects(base.generate({ prompt: 'a cat', steps: 2, width: 64, height: 64, loras: [{ path: tinyLora }] }), /looks like a LoRA for a model with a 32-wide text context .*this model is tiny test model \(SDXL structure\) \(72-wide context\)/);
+    await assert.rejects(base.generate({ prompt: 'a cat', steps: 2, width: 64, height: 64, loras: [{ path: tinyLora, weight: 1 }] }), /looks like a LoRA for a model with a 32-wide text context .*this model is tiny test model \(SDXL structure\) \(72-wide context\)/);
   });
 });
 
