@@ -13,6 +13,7 @@ import { fixture, relErrTensor as relErr, tmpDir } from './helpers';
 import { componentTests, SdxlReference } from './sdxl-reference';
 import { tinyCheckpoint } from './tiny';
 import { repoRoot } from './weights';
+import { startServer } from '../lib/server/serve';
 
 const reference = new SdxlReference('tiny-sdxl-reference');
 
@@ -218,6 +219,30 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
       'lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight': sd.randn([64, 4], new sd.Generator(2)),
     });
     await assert.rejects(base.generate({ prompt: 'a cat', steps: 2, width: 64, height: 64, loras: [{ path: tinyLora, weight: 1 }] }), /looks like a LoRA for a model with a 32-wide text context .*this model is tiny test model \(SDXL structure\) \(72-wide context\)/);
+  });
+
+  it('the service: A1111\'s refiner_checkpoint and refiner_switch_at run the refiner; an unknown refiner is a 404', async function () {
+    const models = path.join(tmp.dir, 'models', 'Stable-diffusion');
+    fs.mkdirSync(models, { recursive: true });
+    for (const preset of ['tiny-sdxl', 'tiny-sdxl-refiner']) fs.copyFileSync(files[preset]!, path.join(models, `${preset}.safetensors`));
+    const server = await startServer({ models: path.dirname(models), port: 0, device: 'cpu' });
+    try {
+      await server.models.hashing;
+      const post = async (body: object) => {
+        const r = await fetch(`${server.url}/sdapi/v1/txt2img`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+      };
+      const job = { prompt: 'a photo of a cat', negative_prompt: 'blurry', steps: 5, cfg_scale: 6, seed: 9, width: 64, height: 64, sampler_name: 'Euler', override_settings: { sd_model_checkpoint: 'tiny-sdxl' } };
+      const r = await post({ ...job, refiner_checkpoint: 'tiny-sdxl-refiner', refiner_switch_at: 0.6 });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      const lib = await base.generate({ prompt: 'a photo of a cat', negativePrompt: 'blurry', steps: 5, cfgScale: 6, seed: 9, width: 64, height: 64, sampler: 'Euler', refiner: { pipeline: refiner, switchAt: 0.6 } });
+      assert.equal((r.json['images'] as string[])[0], lib.images[0]!.toString('base64'));
+      assert.match(JSON.parse(r.json['info'] as string).infotexts[0], /Refiner: tiny-sdxl-refiner \[[0-9a-f]{10}\], Refiner switch at: 0\.6$/);
+      assert.equal((await post({ ...job, refiner_checkpoint: 'nope' })).status, 404);
+      assert.equal((await post({ ...job, refiner_checkpoint: 'tiny-sdxl-refiner', refiner_switch_at: 1 })).status, 422);
+    } finally {
+      await server.close(1000);
+    }
   });
 });
 

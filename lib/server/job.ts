@@ -30,6 +30,8 @@ export interface JobSpec {
   maskBlur?: number;
   inpaintArea?: 'whole' | 'masked';
   inpaintPadding?: number;
+  /** SDXL refiner (A1111's refiner_checkpoint, refiner_switch_at): a checkpoint title from the listing. */
+  refiner?: { checkpoint: string; switchAt: number };
   /** Hires fix: steps 0 = the first pass's. */
   hires?: { scale: number; steps: number; strength: number; upscaler: 'latent' | 'lanczos' };
   /** A live preview every this many model evaluations (0: none). */

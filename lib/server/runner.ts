@@ -27,6 +27,8 @@ function inpaintOptions(spec: JobSpec & { mask: string }): Pick<GenerateOptions,
 export class Runner {
   private pipe: Pipeline | undefined;
   private loaded: { file: string; vae?: string } | undefined;
+  /** The SDXL refiner of the last job that asked for one, kept for the next (both stay in memory). */
+  private refiner: { file: string; pipe: Pipeline } | undefined;
 
   constructor(
     readonly store: ModelStore,
@@ -48,10 +50,23 @@ export class Runner {
     return this.pipe;
   }
 
+  /** The refiner pipeline of `checkpoint` (loaded once, kept while the jobs ask for it). */
+  private async refinerPipeline(checkpoint: string): Promise<Pipeline> {
+    const ckpt = this.store.findCheckpoint(checkpoint);
+    if (ckpt === undefined) throw Object.assign(new Error(`refiner checkpoint '${checkpoint}' is not in this worker's models`), { statusCode: 404 });
+    if (this.refiner?.file === ckpt.filename) return this.refiner.pipe;
+    this.refiner?.pipe.dispose();
+    this.refiner = undefined;
+    const pipe = await loadPipeline(ckpt.filename, { device: this.options.device ?? 'auto', ...(this.options.dtype ? { dtype: this.options.dtype } : {}) });
+    this.refiner = { file: ckpt.filename, pipe };
+    return pipe;
+  }
+
   /** Runs the job's n_iter batches; an interrupt keeps what is done, a skip drops one iteration. */
   async run(spec: JobSpec, control: JobControl, onProgress?: (p: JobProgress) => void): Promise<JobResult> {
     const started = jobTimestamp();
     const pipe = await this.pipeline(spec.checkpoint, spec.vae);
+    const refiner = spec.refiner ? { pipeline: await this.refinerPipeline(spec.refiner.checkpoint), switchAt: spec.refiner.switchAt } : undefined;
     const out: JobResult = {
       images: [], infotexts: [], seeds: [], prompts: [], negatives: [], width: spec.width, height: spec.height,
       modelName: pipe.name, modelHash: await modelHash(pipe.path), jobTimestamp: started, interrupted: false,
@@ -70,7 +85,7 @@ export class Runner {
         const seed = spec.seed + n * spec.batchSize;
         const report = (p: Progress) => this.progress(spec, pipe, p, { jobNo, jobCount, jobTimestamp: started }, onProgress);
         try {
-          const res = await pipe.generate(this.generateOptions(spec, part, seed, signal, report));
+          const res = await pipe.generate({ ...this.generateOptions(spec, part, seed, signal, report), ...(refiner ? { refiner } : {}) });
           out.images.push(...res.images.map((b) => b.toString('base64')));
           out.infotexts.push(...res.infotexts);
           for (let i = 0; i < res.images.length; i++) {
@@ -141,5 +156,7 @@ export class Runner {
     this.pipe?.dispose();
     this.pipe = undefined;
     this.loaded = undefined;
+    this.refiner?.pipe.dispose();
+    this.refiner = undefined;
   }
 }

@@ -274,6 +274,16 @@ export async function toJob(kind: 'txt2img' | 'img2img', r: SdRequest, ctx: Edge
     checkpoint = ctx.checkpoint(overrides['sd_model_checkpoint']);
     if (checkpoint === undefined) throw new ApiError(404, 'Model not found');
   }
+  // A1111: a refiner_checkpoint other than "" / "None" hands the run over at refiner_switch_at (default 0.8).
+  let refiner: JobSpec['refiner'];
+  const refinerName = r['refiner_checkpoint'] as string | null;
+  if (refinerName && refinerName !== 'None') {
+    const title = ctx.checkpoint(refinerName);
+    if (title === undefined) throw new ApiError(404, `refiner checkpoint '${refinerName}' not found; see GET /sdapi/v1/sd-models`);
+    const switchAt = (r['refiner_switch_at'] as number | null) ?? 0.8;
+    if (!(switchAt > 0 && switchAt < 1)) throw invalid(`refiner_switch_at must be in (0, 1), got ${switchAt}`);
+    refiner = { checkpoint: title, switchAt };
+  }
   const vae = typeof overrides['sd_vae'] === 'string' ? overrides['sd_vae'] : ctx.settings.sd_vae;
   if (vae !== 'Automatic' && vae !== 'None' && !ctx.vae(vae)) throw new ApiError(404, `VAE '${vae}' not found; see GET /sdapi/v1/sd-vae`);
   const clipSkip = typeof overrides['CLIP_stop_at_last_layers'] === 'number' ? overrides['CLIP_stop_at_last_layers'] : ctx.settings.CLIP_stop_at_last_layers;
@@ -290,6 +300,7 @@ export async function toJob(kind: 'txt2img' | 'img2img', r: SdRequest, ctx: Edge
   const spec: JobSpec = {
     kind,
     ...(checkpoint !== undefined ? { checkpoint } : {}),
+    ...(refiner ? { refiner } : {}),
     ...(vae !== 'Automatic' && vae !== 'None' ? { vae } : {}),
     prompt: r.prompt,
     negativePrompt: r.negative_prompt,
