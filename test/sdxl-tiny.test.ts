@@ -142,6 +142,7 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
     await assert.rejects(base.generate({ ...job, originalSize: { width: -1, height: 64 } }), /originalSize must be \{ width, height \} in whole pixels/);
     await assert.rejects(base.generate({ ...job, denoisingEnd: 1 }), /denoisingEnd must be a fraction of the schedule in \(0, 1\)/);
     await assert.rejects(base.generate({ ...job, denoisingStart: 0.5 }), /denoisingStart continues a run handed over by another model: pass its latents as initLatents/);
+    await assert.rejects(base.generate({ ...job, denoisingStart: 0.5, image: fixture('img2img-init.png') }), /pass its latents as initLatents .*, and no image/);
     await assert.rejects(base.generate({ ...job, sampler: 'heun', denoisingEnd: 0.8 }), /sampler 'heun' takes two model evaluations per step/);
     await assert.rejects(base.generate({ ...job, steps: 2, denoisingEnd: 0.1 }), /a hand-off that ends at 0\.1 \(denoisingStart\/denoisingEnd, refiner\.switchAt\) leaves no step of 2 to run/);
     await assert.rejects(base.generate({ ...job, refiner: { pipeline: refiner, switchAt: 1.5 } }), /refiner\.switchAt must be in \(0, 1\)/);

@@ -81,8 +81,9 @@ export function interpolateBilinear(x: Tensor, height: number, width: number): T
  * generate() checks them; `img2img`: a pass whose start (latents or pixels) is only known later.
  */
 export function evaluations(pipe: Pipeline, o: GenerateOptions, img2img = false): number {
-  // An empty image stands for that start: resolveOptions checks its type only, never reads it.
-  const r = resolveOptions(img2img ? { ...o, image: Buffer.alloc(0) } : o, pipe.family);
+  // An empty image (a hand-off: one latent) stands for that start: resolveOptions checks its type only, never reads it.
+  const start = o.denoisingStart !== undefined ? { initLatents: Tensor.from(new Float32Array(1), [1]) } : { image: Buffer.alloc(0) };
+  const r = resolveOptions(img2img ? { ...o, ...start } : o, pipe.family);
   return r.sampler.sampler.evaluations({
     steps: r.steps, schedule: r.sampler.schedule, zeroTerminalSnr: r.zeroTerminalSnr, prediction: pipe.family.prediction,
     ...(r.timestepSpacing !== undefined ? { timestepSpacing: r.timestepSpacing } : {}),

@@ -351,8 +351,8 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
   const micro = microConditioning(o, traits);
   for (const key of ['denoisingStart', 'denoisingEnd'] as const)
     optionalType(o, key, (v) => typeof v === 'number' && v > 0 && v < 1, 'a fraction of the schedule in (0, 1)');
-  if (o.denoisingStart !== undefined && o.initLatents === undefined && o.image === undefined)
-    fail('denoisingStart continues a run handed over by another model: pass its latents as initLatents (from generate({ denoisingEnd, decode: false }))');
+  if (o.denoisingStart !== undefined && (o.initLatents === undefined || o.image !== undefined))
+    fail('denoisingStart continues a run handed over by another model: pass its latents as initLatents (from generate({ denoisingEnd, decode: false })), and no image');
   if ((o.denoisingStart !== undefined || o.denoisingEnd !== undefined) && o.mask !== undefined) fail('denoisingStart/denoisingEnd do not combine with inpainting (mask)');
   const timestepSpacing = o.timestepSpacing ?? traits?.timestepSpacing ?? undefined;
   if (traits && traits.unetInChannels > traits.latentChannels && !inpaint)

@@ -201,11 +201,6 @@ export class Pipeline {
       checkSize(size, batch);
       opts.strength = o.strength;
       const moments = await stage(this.vae, () => this.vae.encode(image, { tile: vaeTile(size) }));
-      if (o.denoisingStart !== undefined) {
-        // diffusers' SDXL img2img with denoising_start: the image's latents, no noise added.
-        opts.denoisingStart = o.denoisingStart;
-        delete opts.strength;
-      }
       x = img2imgStart(this.family, sampler, opts, generator, this.device, batch, moments);
     } else {
       size = { width: o.width ?? this.family.defaultSize, height: o.height ?? this.family.defaultSize };
