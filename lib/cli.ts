@@ -22,7 +22,7 @@ const USAGE = `Usage:
       --sampler NAME       ${samplerNames.join(', ')} or an A1111 name (default euler_a)
       --schedule S         default | karras
       --seed N             0 to 2^64-1; -1 or none: random (printed)
-      --width W --height H multiples of 8 (default: the model's size, 512 for SD 1.x, 768 for SD 2.x 768-v;
+      --width W --height H multiples of 8 (default: the model's size: 512 SD 1.x, 768 SD 2.x 768-v, 1024 SDXL;
                            with --init-image: the image's size rounded down to multiples of 8)
       --batch N            images per prompt (default 1)
       --init-image FILE --strength X   img2img (strength default 0.8; 1 with --mask)

@@ -235,6 +235,6 @@ describe('sdtorch CLI', function () {
     }
     assert.match(r.out, /sdtorch generate/);
     assert.match(r.out, /dpmpp_2m_sde/);
-    assert.match(r.out, /--width W --height H multiples of 8 \(default: the model's size, 512 for SD 1\.x, 768 for SD 2\.x 768-v;/);
+    assert.match(r.out, /--width W --height H multiples of 8 \(default: the model's size: 512 SD 1\.x, 768 SD 2\.x 768-v, 1024 SDXL;/);
   });
 });
