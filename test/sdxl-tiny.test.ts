@@ -101,6 +101,32 @@ describe('SDXL, tiny presets: parity with diffusers (fp32 CPU)', function () {
     await reference.sameLatents(base, 'txt2img.euler');
   });
 
+  it('the same LoRA in PEFT/diffusers names (unet., text_encoder., text_encoder_2.; lora_A/lora_B, no alpha): the same latents', async function () {
+    // kohya module -> the PEFT name diffusers saves (alpha 2 of rank 4 folded into lora_B: PEFT without alpha uses alpha = rank)
+    const ldm: Array<[RegExp, string]> = [
+      [/^lora_te1_text_model_(.*)$/, 'text_encoder.text_model.$1'], [/^lora_te2_text_model_(.*)$/, 'text_encoder_2.text_model.$1'],
+      [/^lora_unet_input_blocks_4_1_(.*)$/, 'unet.down_blocks.1.attentions.0.$1'], [/^lora_unet_input_blocks_5_1_(.*)$/, 'unet.down_blocks.1.attentions.1.$1'],
+      [/^lora_unet_middle_block_1_(.*)$/, 'unet.mid_block.attentions.0.$1'], [/^lora_unet_output_blocks_0_1_(.*)$/, 'unet.up_blocks.0.attentions.0.$1'],
+    ];
+    const dotted = (rest: string) =>
+      rest.replace(/encoder_layers_(\d+)_/, 'encoder.layers.$1.').replace(/self_attn_/, 'self_attn.').replace(/mlp_/, 'mlp.')
+        .replace(/transformer_blocks_(\d+)_/, 'transformer_blocks.$1.').replace(/(attn\d)_/, '$1.').replace(/to_out_0$/, 'to_out.0').replace(/ff_net_2$/, 'ff.net.2');
+    const kohya = await sd.loadTensors(fixture('lora', 'tiny-sdxl-kohya.safetensors'));
+    const peft: Record<string, sd.Tensor> = {};
+    for (const [key, t] of Object.entries(kohya)) {
+      const [module, ...part] = key.split('.');
+      const rule = ldm.find(([re]) => re.test(module!));
+      assert.ok(rule, module);
+      const name = dotted(module!.replace(rule[0], rule[1]));
+      if (part[0] === 'lora_down') peft[`${name}.lora_A.weight`] = t;
+      if (part[0] === 'lora_up') peft[`${name}.lora_B.weight`] = t.to(undefined, 'float32').mul(Number((kohya[`${module}.alpha`]!.toArray() as Float32Array)[0]) / 4);
+    }
+    const file = path.join(tmp.dir, 'tiny-sdxl-peft.safetensors');
+    await sd.saveTensors(file, peft);
+    await reference.sameLatents(base, 'lora.txt2img.euler', { loras: [{ path: file, weight: 1 }] });
+    await reference.sameLatents(base, 'txt2img.euler');
+  });
+
   it('an SDXL embedding (clip_l and clip_g vectors, each into its encoder): final latents within 1e-3', async function () {
     await reference.sameLatents(base, 'ti.txt2img.euler', { embeddingDirs: [fixture('embeddings')] });
   });
