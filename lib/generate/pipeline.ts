@@ -184,17 +184,17 @@ export class Pipeline {
       checkSize(size, batch);
       opts.strength = o.strength;
       ({ x, concat } = await this.inpaintStart(inpaint, sampler, opts, batch, (images) => stage(this.vae, () => this.vae.encode(images, { tile: vaeTile(size) }))));
-    } else if (options.initLatents !== undefined && o.denoisingStart !== undefined) {
-      // A hand-off (SDXL refiner): the latents are already at the start step's noise level.
-      size = { height: options.initLatents.shape[2]! * this.vaeScale, width: options.initLatents.shape[3]! * this.vaeScale };
-      checkLatentSize(size, o);
-      opts.denoisingStart = o.denoisingStart;
-      x = checkedLatents(this.family, batch, options.initLatents).to(this.device, 'float32');
     } else if (options.initLatents !== undefined) {
       size = { height: options.initLatents.shape[2]! * this.vaeScale, width: options.initLatents.shape[3]! * this.vaeScale };
       checkLatentSize(size, o);
-      opts.strength = o.strength;
-      x = latentsImg2imgStart(this.family, sampler, opts, generator, this.device, batch, options.initLatents);
+      if (o.denoisingStart !== undefined) {
+        // A hand-off (SDXL refiner): the latents are already at the start step's noise level.
+        opts.denoisingStart = o.denoisingStart;
+        x = checkedLatents(this.family, batch, options.initLatents).to(this.device, 'float32');
+      } else {
+        opts.strength = o.strength;
+        x = latentsImg2imgStart(this.family, sampler, opts, generator, this.device, batch, options.initLatents);
+      }
     } else if (options.image !== undefined) {
       const image = await loadImage(options.image, o.width && o.height ? { width: o.width, height: o.height } : undefined);
       size = { height: image.shape[2]!, width: image.shape[3]! };
