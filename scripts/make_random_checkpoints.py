@@ -63,7 +63,7 @@ import torch
 HERE = pathlib.Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "test" / "fixtures"
 sys.path.insert(0, str(HERE))
-from make_random_sd15 import draw, draws, schedule_buffers  # noqa: E402
+from make_random_sd15 import draw, draws, schedule_buffers, temporary  # noqa: E402
 
 UNET, VAE = "model.diffusion_model.", "first_stage_model."
 OPEN_CLIP = "cond_stage_model.model."
@@ -331,8 +331,7 @@ def save_streaming(path: pathlib.Path, manifest: dict, seed: int, extras: dict, 
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     start = 8 + len(text)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with temporary(path) as tmp, open(tmp, "wb") as f:
         f.write(len(text).to_bytes(8, "little") + text)
         f.truncate(start + pos)
 
@@ -344,7 +343,6 @@ def save_streaming(path: pathlib.Path, manifest: dict, seed: int, extras: dict, 
             put(key, t.half())
         for key, t in extras.items():
             put(key, t)
-    os.replace(tmp, path)
 
 
 # name -> (file, manifest, seed, SD 1.x CLIP extras?); None manifest = the file shares sd21-v's draw
@@ -376,13 +374,12 @@ def state_dict(name: str) -> dict:
 def save(name: str, sd: dict, path: pathlib.Path):
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    if name == "sd21-base":
-        with open(tmp, "wb") as f:  # through a file object the zip's folder is "archive/", as in real .ckpt files
-            torch.save({"state_dict": sd, "global_step": 875000, "epoch": 0}, f)
-    else:
-        save_file(sd, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, path)
+    with temporary(path) as tmp:
+        if name == "sd21-base":
+            with open(tmp, "wb") as f:  # through a file object the zip's folder is "archive/", as in real .ckpt files
+                torch.save({"state_dict": sd, "global_step": 875000, "epoch": 0}, f)
+        else:
+            save_file(sd, str(tmp), metadata={"format": "pt"})
 
 
 def write(out_dir: pathlib.Path, names) -> list:
