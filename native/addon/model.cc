@@ -298,7 +298,10 @@ Napi::Value ModelWrap::MoveTo(const Napi::CallbackInfo& info) {
         info.Env(),
         [m, nets, device, dtype] {
           std::unique_lock weights(m->weights_mutex);
-          for (auto& [c, prefix] : nets) dtype ? c->to(device, *dtype) : c->to(device);
+          for (auto& [c, prefix] : nets) {
+            dtype ? c->to(device, *dtype) : c->to(device);
+            drop_prepacked(*c);
+          }
           return true;
         },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });

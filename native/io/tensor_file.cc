@@ -17,13 +17,26 @@ at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at:
   return torch::from_blob(ptr, shape, [file](void*) {}, at::TensorOptions().dtype(dtype));
 }
 
-void release_pages(const at::Tensor& view) {
-  if (!view.defined() || !view.device().is_cpu() || !view.is_contiguous() || view.nbytes() == 0) return;
+namespace {
+
+// madvise over the whole pages inside `t`'s bytes (pages shared with a neighbour are left alone).
+void advise_pages(const at::Tensor& t, int advice) {
+  if (!t.defined() || !t.device().is_cpu() || !t.is_contiguous() || t.nbytes() == 0) return;
   static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(view.data_ptr()), end = begin + view.nbytes();
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr()), end = begin + t.nbytes();
   const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
-  // The map is private and never written, so dropped pages come back from the file unchanged.
-  if (first < last) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  if (first < last) madvise(reinterpret_cast<void*>(first), last - first, advice);
+}
+
+}  // namespace
+
+// The map is private and never written, so dropped pages come back from the file unchanged.
+void release_pages(const at::Tensor& view) { advise_pages(view, MADV_DONTNEED); }
+
+void reclaim_pages(const at::Tensor& tensor) {
+#ifdef MADV_PAGEOUT
+  advise_pages(tensor, MADV_PAGEOUT);
+#endif
 }
 
 std::string shape_str(at::IntArrayRef s) {

@@ -1,5 +1,9 @@
 #include "models/layers.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include "io/tensor_file.h"
+
 namespace sdtorch {
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
@@ -11,6 +15,48 @@ Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, 
     : stride(stride), padding(padding) {
   weight = register_parameter("weight", torch::empty({out, in, kernel, kernel}));
   bias = register_parameter("bias", torch::empty({out}));
+}
+
+at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
+  if (!prepack || !x.device().is_cpu() || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat ||
+      !weight.device().is_cpu() || !at::hasMKLDNN())
+    return at::conv2d(x, weight, bias, stride, padding);
+  at::Tensor w = packed_for(x);
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_convolution_pointwise", "");
+  const std::vector<int64_t> pad{padding, padding}, step{stride, stride}, one{1, 1};
+  torch::jit::Stack stack{x.contiguous(at::MemoryFormat::ChannelsLast), w, bias, pad, step, one, int64_t(1),
+                          std::string("none"), c10::List<std::optional<at::Scalar>>(), c10::IValue()};
+  op.callBoxed(&stack);
+  return stack.back().toTensor();
+}
+
+at::Tensor Conv2dImpl::packed_for(const at::Tensor& x) {
+  std::lock_guard<std::mutex> lock(packing);
+  if (!packed.defined() || packed_from != weight.data_ptr()) {
+    torch::NoGradGuard no_grad;
+    packed = at::Tensor();  // the old copy goes before the new one is made
+    packed = at::mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), {padding, padding}, {stride, stride}, {1, 1}, 1, x.sizes());
+    packed_from = weight.data_ptr();
+    // The plain weight is read again only by a LoRA or a move: its pages (file-backed) can go.
+    reclaim_pages(weight);
+  }
+  return packed;
+}
+
+void drop_prepacked(nn::Module& module) {
+  for (const auto& m : module.modules()) {
+    if (auto* conv = m->as<Conv2dImpl>()) {
+      std::lock_guard<std::mutex> lock(conv->packing);
+      conv->packed = at::Tensor();
+      conv->packed_from = nullptr;
+    }
+  }
+}
+
+void set_prepack(nn::Module& module, bool on) {
+  drop_prepacked(module);
+  for (const auto& m : module.modules())
+    if (auto* conv = m->as<Conv2dImpl>()) conv->prepack = on;
 }
 
 GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, double eps) : groups(groups), eps(eps) {

@@ -2,6 +2,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <mutex>
+
 namespace sdtorch {
 
 namespace nn = torch::nn;
@@ -15,13 +17,32 @@ struct LinearImpl : nn::Module {
 };
 TORCH_MODULE(Linear);
 
+// With `prepack` on (set_prepack), a CPU float32 conv runs on a copy of its weight reordered once
+// into oneDNN's blocked layout, channels-last in and out: the plain conv reorders the weight on every
+// call (the path PyTorch's inductor takes with freezing, mkldnn::_convolution_pointwise). The copy is
+// made at the first call for that call's input size and remade when the weight's memory changes.
 struct Conv2dImpl : nn::Module {
   Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0);
-  at::Tensor forward(const at::Tensor& x) { return at::conv2d(x, weight, bias, stride, padding); }
+  at::Tensor forward(const at::Tensor& x);
   at::Tensor weight, bias;
   int64_t stride, padding;
+  bool prepack = false;
+
+ private:
+  at::Tensor packed_for(const at::Tensor& x);
+  friend void set_prepack(nn::Module&, bool);
+  friend void drop_prepacked(nn::Module&);
+  std::mutex packing;
+  at::Tensor packed;             // oneDNN tensor, or undefined
+  const void* packed_from = nullptr;  // weight.data_ptr() it was made from
 };
 TORCH_MODULE(Conv2d);
+
+// Turns prepacking on or off for every Conv2d in `module`.
+void set_prepack(nn::Module& module, bool on);
+// Drops the packed copies of every Conv2d in `module`, to be remade from the weights as they are now
+// (after a LoRA changed them, a move to another device or dtype).
+void drop_prepacked(nn::Module& module);
 
 struct GroupNormImpl : nn::Module {
   GroupNormImpl(int64_t groups, int64_t channels, double eps);

@@ -461,9 +461,11 @@ std::vector<LoraReport> set_loras(StableDiffusion& sd, const std::vector<LoraReq
         sd.loras.patched.insert(key);
       }
     }
+    drop_prepacked(*sd.unet);
     give_back_memory();
     throw;
   }
+  drop_prepacked(*sd.unet);
   give_back_memory();
   sd.loras = LoraSet{signature, reports, patched};
   count();

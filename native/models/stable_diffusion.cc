@@ -69,11 +69,15 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   for (const auto& [k, t] : file.tensors) tensors.emplace(k, t);
   for (auto& te : sd->text_encoders)
     load_component(*te, tensors, te->config.prefix, path, sd->family, device, dtype, false, &sd->originals);
-  // The VAE runs channels-last: its convs over 512x512 activations dominate and gain ~25% that
-  // way, for 320 MB of copied weights. The UNet stays NCHW and zero-copy (channels-last there
-  // gains ~4% for 2.5 GB more memory).
-  load_component(*sd->vae, tensors, kVaePrefix, path, sd->family, device, dtype, /*channels_last=*/true);
+  // fp32 on CPU: convs on weights prepacked for oneDNN at their first call (layers.h), channels-last
+  // activations; the plain weights stay zero-copy. Otherwise the VAE's conv weights are copied
+  // channels-last (its convs over 512x512 activations gain ~25% that way, for 320 MB).
+  const char* env = std::getenv("SDTORCH_PREPACK");
+  const bool prepack = device.is_cpu() && dtype == at::kFloat && !(env && std::string(env) == "0");
+  load_component(*sd->vae, tensors, kVaePrefix, path, sd->family, device, dtype, /*channels_last=*/!prepack);
   load_component(*sd->unet, tensors, kUNetPrefix, path, sd->family, device, dtype, false, &sd->originals);
+  set_prepack(*sd->unet, prepack);
+  set_prepack(*sd->vae, prepack);
   for (auto& te : sd->text_encoders) te->eval();
   sd->vae->eval();
   sd->unet->eval();

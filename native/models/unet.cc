@@ -172,7 +172,8 @@ at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& t, cons
     hs.pop_back();
     h = b->forward(h, emb, context, hs.empty() ? at::IntArrayRef{} : hs.back().sizes().slice(2));
   }
-  return out->forward(h);
+  // Prepacked convs work channels-last; the samplers' arithmetic gets the usual layout.
+  return out->forward(h).contiguous();
 }
 
 }  // namespace sdtorch

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The diffusers side of scripts/benchmark.js: one measurement per process, a JSON line on stdout.
 
-Usage: diffusers_side.py MODE WEIGHTS [FAMILY]
+Usage: diffusers_side.py MODE WEIGHTS [FAMILY] [compiled]
   FAMILY sd15 (default; MODE: load | step256 | step512 | image512 | image256)
          sdxl (MODE: load | step512 | step1024): StableDiffusionXLPipeline, configs of
          stabilityai/stable-diffusion-xl-base-1.0 (scripts/diffusers_configs.py)
+compiled: the UNet through torch.compile (inductor, freezing on: weights prepacked for oneDNN, fused
+post-ops), compiled by a warm-up call at the measured shape whose time is reported apart (compile_s).
 Needs diffusers on PYTHONPATH (its source tree's src/), torch, transformers. The pipeline comes from
 the single-file checkpoint with local configs (written to a temp dir; nothing is downloaded), in float32.
 """
@@ -53,7 +55,7 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main(mode, weights, family="sd15"):
+def main(mode, weights, family="sd15", variant=""):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     t = time.perf_counter()
     if family == "sdxl":
@@ -70,9 +72,22 @@ def main(mode, weights, family="sd15"):
         pipe = StableDiffusionPipeline.from_single_file(weights, config=str(cfg), local_files_only=True,
                                                         safety_checker=None, requires_safety_checker=False, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    out = {"impl": "diffusers", "family": family, "mode": mode, "load_s": time.perf_counter() - t, "load_from_start_s": time.perf_counter() - T0 - setup,
-           "load_peak_rss_mb": peak_rss_mb()}
+    compiled = variant == "compiled"
+    out = {"impl": "diffusers-compiled" if compiled else "diffusers", "family": family, "mode": mode, "load_s": time.perf_counter() - t,
+           "load_from_start_s": time.perf_counter() - T0 - setup, "load_peak_rss_mb": peak_rss_mb()}
+    if compiled:
+        import torch._inductor.config as inductor
+        inductor.freezing = True
+        pipe.unet = torch.compile(pipe.unet)
     with torch.inference_mode():
+        if compiled and family == "sd15":  # compiled by a first call as the measurement makes it (batch 2: CFG)
+            t = time.perf_counter()
+            if mode.startswith("step"):
+                side = int(mode[4:]) // 8
+                pipe.unet(torch.randn(2, 4, side, side), torch.tensor([500, 500]), encoder_hidden_states=torch.randn(2, 77, 768))
+            elif mode.startswith("image"):
+                pipe("warm", num_inference_steps=2, guidance_scale=7.5, width=int(mode[5:]), height=int(mode[5:]), output_type="latent")
+            out["compile_s"] = time.perf_counter() - t
         if mode.startswith("step"):
             pixels = int(mode[4:])
             side = pixels // 8
@@ -100,4 +115,4 @@ def main(mode, weights, family="sd15"):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
