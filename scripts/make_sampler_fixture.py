@@ -432,6 +432,13 @@ def main():
         for schedule in SCHEDULE_OPTIONS:
             add(sampler, schedule, k_runner(sampler, schedule))
 
+    # LCM's boundary scalings: too close to (0, 1) on its timesteps to show in the loops above
+    lcm = LCMScheduler.from_config(SD15_CONFIG)
+    lcm_scalings = []
+    for t in (999, 759, 499, 259, 19, 3, 0):
+        c_skip, c_out = lcm.get_scalings_for_boundary_condition_discrete(torch.tensor(t))
+        lcm_scalings.append(dict(t=t, cSkip=float(c_skip), cOut=float(c_out)))
+
     doc = dict(
         about="diffusers scheduler loops, and k-diffusion sampler loops on diffusers' Euler schedules, with a toy eps model; made by scripts/make_sampler_fixture.py",
         model="eps(x_in, t) = 0.5 * tanh(x_in) + (0.2 * t / 1000) * c  (c = tensors['c.<shape>'])",
@@ -439,6 +446,7 @@ def main():
         made_with=dict(torch=torch.__version__, diffusers=diffusers.__version__, numpy=np.__version__),
         tensors={k: dict(shape=list(v.shape), data=f32_b64(v)) for k, v in tensors.items()},
         cases=cases,
+        lcmScalings=lcm_scalings,
     )
     with open(args.out, "w") as f:
         json.dump(doc, f, indent=0)

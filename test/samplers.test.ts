@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parameterized } from '../lib/sampling/denoiser';
+import { lcm } from '../lib/sampling/samplers';
+import { noiseSchedule, sigmaToT } from '../lib/sampling/schedules';
 import { getSampler, resolveSampler, samplerNames, type Model, type SamplerOptions, type ScheduleName } from '../lib/sampling/registry';
 import { Generator, Tensor } from '../lib/tensor';
 import { relErrTensor as relError } from './helpers';
@@ -24,6 +26,8 @@ interface Case {
 interface Fixture {
   tensors: Record<string, { shape: number[]; data: string }>;
   cases: Case[];
+  /** diffusers' LCMScheduler.get_scalings_for_boundary_condition_discrete(t). */
+  lcmScalings: { t: number; cSkip: number; cOut: number }[];
 }
 
 const FILE = 'sampler-reference.json';
@@ -107,6 +111,25 @@ describe('samplers against diffusers (toy model)', () => {
       }
     }
   });
+});
+
+describe("LCM's boundary condition", () => {
+  // On LCM's own timesteps c_skip ≤ 7e-6 and c_out ≈ 1, too close to show in the loops: a
+  // one-step walk ending at t returns c_out·x̂0 + c_skip·x, read here with x̂0 = 0 or x = 0.
+  const train = noiseSchedule();
+  const shape = [1, 4, 2, 2];
+  const estimate = (x0: Tensor): Model => ({ output: async (x) => x, x0: () => x0, eps: (out) => out, denoised: (out) => out });
+  const walk = (t: number) => ({ steps: 1, timesteps: [t], sigmas: [train.sigmas[t]!, 0], initSigma: 1, train, sigmaToT: (s: number) => sigmaToT(s, train), from: 0, to: 1, generator: new Generator(0) });
+  for (const { t, cSkip, cOut } of fixture.lcmScalings) {
+    it(`c_skip and c_out at t = ${t} as diffusers'`, async () => {
+      const ones = Tensor.from(new Float32Array(16).fill(1), shape);
+      const zeros = ones.mul(0);
+      const skip = (await lcm(estimate(zeros), ones, walk(t))).toArray() as Float32Array;
+      const out = (await lcm(estimate(ones), zeros, walk(t))).toArray() as Float32Array;
+      assert.ok(Math.abs(skip[0]! / cSkip - 1) < 1e-6, `c_skip ${skip[0]} vs ${cSkip}`);
+      assert.ok(Math.abs(out[0]! - cOut) < 1e-7, `c_out ${out[0]} vs ${cOut}`);
+    });
+  }
 });
 
 describe('sampler registry', () => {
