@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { resolveOptions } from '../lib/generate/options';
 import { parameterized, rescaleGuidance } from '../lib/sampling/denoiser';
 import { getSampler, resolveSampler, samplerNames, type Model, type SamplerOptions, type ScheduleName } from '../lib/sampling/registry';
 import { noiseSchedule, rescaleZeroTerminalSnr, scaledLinearBetas, type TimestepSpacing } from '../lib/sampling/schedules';
@@ -154,6 +155,15 @@ describe('the sampling validator', () => {
     resolveSampler('euler', { steps: 10, zeroTerminalSnr: true, timestepSpacing: 'trailing' });
     // img2img that starts below the top step never meets ᾱ = 0
     resolveSampler('ddim', { steps: 10, zeroTerminalSnr: true, timestepSpacing: 'trailing', strength: 0.5 });
+  });
+
+  it("sgm_uniform walks 'trailing' even where the model's scheduler config says 'leading' (SDXL); an explicit other spacing is refused", () => {
+    const sdxl = { prediction: 'epsilon', unetInChannels: 4, latentChannels: 4, timestepSpacing: 'leading' } as const;
+    const r = resolveOptions({ prompt: 'a', sampler: 'Euler a', schedule: 'SGM Uniform', steps: 10 }, sdxl);
+    assert.deepEqual([r.sampler.schedule, r.sampler.label, r.sampler.defaultSpacing, r.timestepSpacing], ['sgm_uniform', 'Euler a SGM Uniform', 'trailing', undefined]);
+    const k = resolveOptions({ prompt: 'a', sampler: 'Euler a', schedule: 'karras', steps: 10 }, sdxl);
+    assert.deepEqual([k.sampler.defaultSpacing, k.timestepSpacing], ['leading', 'leading']);
+    assert.throws(() => resolveOptions({ prompt: 'a', sampler: 'euler', schedule: 'sgm_uniform', timestepSpacing: 'linspace', steps: 10 }, sdxl), /generate\(\): schedule 'sgm_uniform' is the 'trailing' timestep spacing/);
   });
 
   it("refuses step counts for which diffusers' trailing spacing adds a timestep of −1", () => {

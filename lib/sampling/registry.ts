@@ -53,6 +53,7 @@ import {
 
 export type { Inpaint, Model, NoiseLevel, Prediction, Sampler, SamplerOptions } from './samplers';
 export type { ScheduleName, TimestepSpacing } from './schedules';
+export { SCHEDULE_NAMES as scheduleNames } from './schedules';
 
 interface Spec {
   /** The A1111 display name. */
@@ -167,8 +168,11 @@ const SPECS = {
 export type SamplerName = keyof typeof SPECS;
 export const samplerNames: string[] = Object.keys(SPECS);
 
+/** A1111's schedule type labels for the schedules there are ("Automatic" is 'default'). */
+export type ScheduleLabel = 'Automatic' | 'Karras' | 'Exponential' | 'SGM Uniform' | 'Beta';
+
 /** The schedules, with A1111's labels (its "Schedule type", /sdapi/v1/schedulers) and other spellings it accepts. */
-export const SCHEDULES: readonly { name: ScheduleName; label: string; aliases: readonly string[] }[] = [
+export const SCHEDULES: readonly { name: ScheduleName; label: ScheduleLabel; aliases: readonly string[] }[] = [
   { name: 'default', label: 'Automatic', aliases: [] },
   { name: 'karras', label: 'Karras', aliases: [] },
   { name: 'exponential', label: 'Exponential', aliases: [] },
