@@ -1,6 +1,7 @@
-// Samplers by name: each registry row pairs a sampler function with its schedule and the
-// diffusers class it reproduces; names, A1111 aliases and the ONE validator of sampling options
-// (sampler, schedule, steps, strength) live here.
+// Samplers by name: each registry row pairs a sampler function with its schedule, the diffusers
+// class (or k-diffusion function) it reproduces and the schedules it takes; names, A1111 aliases
+// (samplers and schedule types) and the ONE validator of sampling options (sampler, schedule,
+// spacing, steps, strength) live here.
 import type { Tensor } from '../tensor';
 import {
   ddim,
@@ -64,9 +65,9 @@ interface Spec {
   schedules: readonly ScheduleName[];
   why?: string;
   /**
-   * Whether it takes zero terminal SNR (the diffusers class's rescale_betas_zero_snr), and how the
-   * last ᾱ is stored then: 'zero' (DDIM, DDPM, LCM: ᾱ_999 = 0) or 'clamped' (the σ-based classes:
-   * 2^-24); false: no such option.
+   * Whether it takes zero terminal SNR (the diffusers class's rescale_betas_zero_snr; for the
+   * k-diffusion samplers, that of the Euler schedule they walk), and how the last ᾱ is stored then:
+   * 'zero' (DDIM, DDPM, LCM: ᾱ_999 = 0) or 'clamped' (the σ-based classes: 2^-24); false: no such option.
    */
   zeroSnr: false | 'zero' | 'clamped';
   /** The class's default timestep_spacing (from_config(SD 1.5 config) keeps it). */

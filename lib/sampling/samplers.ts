@@ -1,8 +1,10 @@
 // Samplers as plain functions, k-diffusion style (maths only; names and validation are in
 // registry.ts). Each one walks a Schedule (schedules.ts) and reproduces the diffusers scheduler of
 // DESIGN.md's table step for step: the same model inputs and timesteps, the same noise draws from
-// the generator, the same final latents. Samplers never ask what the network predicts: they ask
-// the Model for the quantity their update needs (x̂0, ε̂ or D), and the Model converts (denoiser.ts).
+// the generator, the same final latents; where diffusers has no class (DPM++ 2S a, DPM++ SDE,
+// DPM++ 3M SDE, and Euler a on a σ spread), k-diffusion's definition over the schedule's σ list.
+// Samplers never ask what the network predicts: they ask the Model for the quantity their update
+// needs (x̂0, ε̂ or D), and the Model converts (denoiser.ts).
 import type { Generator, Tensor } from '../tensor';
 import { sigmaAt, TRAIN_STEPS, type NoiseSchedule, type Schedule, type ScheduleName, type TimestepSpacing } from './schedules';
 
