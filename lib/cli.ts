@@ -11,7 +11,7 @@ import { uniquePath, writeFileAtomic } from './util/fs';
 import { loadPipeline, systemInfo } from './index';
 import { native } from './native/load';
 import { INPAINT_DEFAULTS, type Progress } from './generate/options';
-import { samplerNames } from './sampling/registry';
+import { getSampler, samplerNames, type ScheduleName } from './sampling/registry';
 import { build, setup } from './native/setup';
 
 const USAGE = `Usage:
@@ -20,7 +20,8 @@ const USAGE = `Usage:
       --steps N            denoising steps (default 50)
       --cfg X              guidance scale (default 7.5)
       --sampler NAME       ${samplerNames.join(', ')} or an A1111 name (default euler_a)
-      --schedule S         default | karras
+      --schedule S         default | karras | exponential | beta | sgm_uniform, or A1111's Automatic,
+                           Karras, Exponential, Beta, SGM Uniform (--scheduler S is the same flag)
       --seed N             0 to 2^64-1; -1 or none: random (printed)
       --width W --height H multiples of 8 (default: the model's size: 512 SD 1.x, 768 SD 2.x 768-v, 1024 SDXL;
                            with --init-image: the image's size rounded down to multiples of 8)
@@ -166,7 +167,7 @@ function glueNegatives(args: string[], valued: Set<string>): string[] {
 
 const GENERATE_OPTIONS = {
   negative: { type: 'string' }, steps: { type: 'string' }, cfg: { type: 'string' }, sampler: { type: 'string' },
-  schedule: { type: 'string' }, seed: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' },
+  schedule: { type: 'string' }, scheduler: { type: 'string' }, seed: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' },
   batch: { type: 'string' }, 'init-image': { type: 'string' }, strength: { type: 'string' }, weights: { type: 'string' },
   out: { type: 'string' }, overwrite: { type: 'boolean' }, device: { type: 'string' }, dtype: { type: 'string' },
   embeddings: { type: 'string', multiple: true }, 'clip-skip': { type: 'string' }, emphasis: { type: 'string' },
@@ -224,6 +225,15 @@ function inFlags(e: Error): Error {
   return message === e.message ? e : Object.assign(new (e.constructor as ErrorConstructor)(message, { cause: e }));
 }
 
+/** A sampler name without the schedule it may carry; as given when it is unknown (generate() says so). */
+function samplerOnly(name: string): string {
+  try {
+    return getSampler(name).name;
+  } catch {
+    return name;
+  }
+}
+
 /** --lora FILE[:WEIGHT] (weight 1 when absent; the last ':' splits, so paths may hold ':'). */
 function loraArg(v: string): { path: string; weight: number } {
   const m = /^(.*):(-?\d*\.?\d+)$/.exec(v);
@@ -256,6 +266,11 @@ async function generate(args: string[]): Promise<void> {
       throw new Error(`--${flag} applies to inpainting only: add --mask FILE, or leave --${flag} out`);
   const inpaintArea = inpaintFlags.inpaintArea ?? (values.mask !== undefined ? from?.inpaintArea : undefined);
   const timestepSpacing = oneOf(values['timestep-spacing'], 'timestep-spacing', ['leading', 'linspace', 'trailing'] as const) ?? from?.timestepSpacing;
+  if (values.schedule !== undefined && values.scheduler !== undefined && values.schedule !== values.scheduler)
+    throw new Error(`--schedule ${values.schedule} and --scheduler ${values.scheduler} are one flag given twice: pass one`);
+  const schedule = values.schedule ?? values.scheduler;
+  // a schedule flag wins over the one the PNG's sampler name carries ("DPM++ 2M Karras" -> dpmpp_2m)
+  const sampler = values.sampler ?? (schedule !== undefined && from?.sampler !== undefined ? samplerOnly(from.sampler) : from?.sampler);
   const rescaleCfg = number(values['rescale-cfg'], 'rescale-cfg') ?? from?.rescaleCfg;
   const zeroTerminalSnr = values['zero-terminal-snr'] ?? from?.zeroTerminalSnr;
   const maskBlur = inpaintFlags.maskBlur ?? (values.mask !== undefined ? from?.maskBlur : undefined);
@@ -307,8 +322,8 @@ async function generate(args: string[]): Promise<void> {
     negativePrompt: values.negative ?? from?.negativePrompt ?? '',
     steps,
     cfgScale: number(values.cfg, 'cfg') ?? from?.cfgScale,
-    sampler: values.sampler ?? from?.sampler,
-    schedule: values.schedule as 'default' | 'karras' | undefined,
+    sampler,
+    ...(schedule !== undefined ? { schedule: schedule as ScheduleName } : {}),
     seed: values.seed ?? from?.seed,
     ...(clipSkip !== undefined ? { clipSkip } : {}),
     ...(values.emphasis !== undefined || from?.emphasis ? { emphasis: (values.emphasis as Emphasis | undefined) ?? from!.emphasis! } : {}),

@@ -8,7 +8,11 @@ terminal SNR, v-prediction and guidance rescale.
 - cases: scheduler loops run as StableDiffusionPipeline / StableDiffusionImg2ImgPipeline run them
   (same order of draws as scripts/make_sampler_fixture.py), for every sampler x timestep_spacing x
   rescale_betas_zero_snr (where the class has it) x karras (where it has it) x prediction_type, with
-  the toy model of make_sampler_fixture.py read as epsilon or as v_prediction;
+  the toy model of make_sampler_fixture.py read as epsilon or as v_prediction; then, appended so
+  that those stay as they were: the k-diffusion loops of make_sampler_fixture.py (Euler a with
+  karras, DPM++ 2S a, DPM++ SDE, DPM++ 3M SDE) on EulerDiscreteScheduler's schedule with the same
+  options, and the schedules 'exponential' and 'beta' for every sampler that takes them, per spacing
+  and prediction;
 - rescale: diffusers' rescale_noise_cfg(cfg, cond, φ) on fixed tensors.
 
 Usage (diffusers source checkout, never part of this repo):
@@ -29,7 +33,22 @@ from diffusers.schedulers.scheduling_ddim import rescale_zero_terminal_snr
 from diffusers.utils import logging
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_sampler_fixture import SAMPLERS, SD15_CONFIG, f32_b64, fixed, run_scheduler  # noqa: E402
+from make_sampler_fixture import (  # noqa: E402
+    SAMPLERS,
+    SCHEDULE_OPTIONS,
+    SD15_CONFIG,
+    euler_schedule,
+    f32_b64,
+    fixed,
+    run_kdiffusion,
+    run_scheduler,
+    supports,
+)
+
+# The samplers the first loop covers, as it always has; LCMScheduler and DEISMultistepScheduler after them.
+ORIGINAL = ["ddpm", "ddim", "pndm", "euler", "euler_a", "heun", "lms", "dpm2", "dpm2_a", "dpmpp_2m", "dpmpp_2m_sde", "unipc"]
+# The k-diffusion loops (Euler a only where its diffusers class lacks the schedule)
+KDIFFUSION = {"euler_a": ["karras"], "dpmpp_2s_a": ["default", "karras"], "dpmpp_sde": ["default", "karras"], "dpmpp_3m_sde": ["default", "karras"]}
 
 SHAPE = [1, 4, 4, 4]
 SPACINGS = ["leading", "linspace", "trailing"]
@@ -46,9 +65,13 @@ def make(sampler, schedule, spacing, zsnr, prediction):
     config = {**SD15_CONFIG, **overrides, "timestep_spacing": spacing, "prediction_type": prediction}
     if zsnr:
         config["rescale_betas_zero_snr"] = True
-    if schedule == "karras":
-        config["use_karras_sigmas"] = True
+    config.update(SCHEDULE_OPTIONS[schedule])
     return cls.from_config(config)
+
+
+def euler_options(schedule, spacing, zsnr):
+    """EulerDiscreteScheduler's options for a k-diffusion loop's σ list."""
+    return {"timestep_spacing": spacing, **({"rescale_betas_zero_snr": True} if zsnr else {}), **SCHEDULE_OPTIONS[schedule]}
 
 
 def main():
@@ -72,36 +95,59 @@ def main():
 
     cases = []
     seed = 500
-    for sampler in SAMPLERS:
+
+    def add(sampler, schedule, spacing, zsnr, prediction, modes=MODES):
+        nonlocal seed
+        for mode, steps, strength in modes:
+            seed += 1
+            if sampler in SAMPLERS and supports(sampler, schedule):
+                scheduler = make(sampler, schedule, spacing, zsnr, prediction)
+                seen, start_norm, final = run_scheduler(scheduler, mode, SHAPE, steps, strength, seed, c, image)
+            else:
+                scheduler = euler_schedule({**euler_options(schedule, spacing, zsnr), "prediction_type": prediction})
+                seen, start_norm, final = run_kdiffusion(sampler, scheduler, mode, SHAPE, steps, strength, seed, c, image, prediction)
+            assert torch.isfinite(final).all(), (sampler, spacing, zsnr, schedule, prediction, mode)
+            cases.append(
+                dict(
+                    sampler=sampler,
+                    schedule=schedule,
+                    spacing=spacing,
+                    zeroTerminalSnr=zsnr,
+                    prediction="v" if prediction == "v_prediction" else "epsilon",
+                    mode=mode,
+                    steps=steps,
+                    strength=strength,
+                    seed=seed,
+                    timesteps=seen,
+                    startNorm=start_norm,
+                    final=f32_b64(final),
+                )
+            )
+
+    def predictions(sampler, zsnr):
+        # zero terminal SNR is made for v models; epsilon only where the class clamps the last ᾱ
+        return ["v_prediction"] if zsnr and sampler in ("ddim", "ddpm", "lcm") else ["epsilon", "v_prediction"]
+
+    for sampler in ORIGINAL + ["lcm", "deis"]:
         for spacing in SPACINGS:
             for zsnr in [False] + ([True] if has_option(sampler, "rescale_betas_zero_snr") else []):
                 for schedule in ["default"] + (["karras"] if has_option(sampler, "use_karras_sigmas") else []):
-                    # zero terminal SNR is made for v models; epsilon only where the class clamps the last ᾱ
-                    predictions = ["epsilon", "v_prediction"]
-                    if zsnr and sampler in ("ddim", "ddpm"):
-                        predictions = ["v_prediction"]
-                    for prediction in predictions:
-                        for mode, steps, strength in MODES:
-                            seed += 1
-                            scheduler = make(sampler, schedule, spacing, zsnr, prediction)
-                            seen, start_norm, final = run_scheduler(scheduler, mode, SHAPE, steps, strength, seed, c, image)
-                            assert torch.isfinite(final).all(), (sampler, spacing, zsnr, schedule, prediction, mode)
-                            cases.append(
-                                dict(
-                                    sampler=sampler,
-                                    schedule=schedule,
-                                    spacing=spacing,
-                                    zeroTerminalSnr=zsnr,
-                                    prediction="v" if prediction == "v_prediction" else "epsilon",
-                                    mode=mode,
-                                    steps=steps,
-                                    strength=strength,
-                                    seed=seed,
-                                    timesteps=seen,
-                                    startNorm=start_norm,
-                                    final=f32_b64(final),
-                                )
-                            )
+                    for prediction in predictions(sampler, zsnr):
+                        add(sampler, schedule, spacing, zsnr, prediction)
+    for sampler, schedules in KDIFFUSION.items():
+        for spacing in SPACINGS:
+            # on EulerDiscreteScheduler's schedule, which has rescale_betas_zero_snr
+            for zsnr in [False, True]:
+                for schedule in schedules:
+                    for prediction in predictions(sampler, zsnr):
+                        add(sampler, schedule, spacing, zsnr, prediction)
+    for sampler in ORIGINAL + ["deis"] + [k for k in KDIFFUSION if k not in SAMPLERS]:
+        for schedule in ["exponential", "beta"]:
+            if sampler in SAMPLERS and not supports(sampler, schedule) and sampler not in KDIFFUSION:
+                continue
+            for spacing in SPACINGS:
+                for prediction in ["epsilon", "v_prediction"]:
+                    add(sampler, schedule, spacing, False, prediction, MODES[:2])
 
     cond = fixed([2, 4, 3, 5], 2003)
     uncond = fixed([2, 4, 3, 5], 2004, 0.5)

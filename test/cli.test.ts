@@ -158,6 +158,31 @@ describe('sdtorch CLI', function () {
     }
   });
 
+  it('--schedule / --scheduler take every schedule, ours or A1111\'s; a flag wins over the schedule a PNG\'s sampler carries', function () {
+    const tiny = ['--steps', '3', '--seed', '4', '--width', '16', '--height', '16', '--weights', weights];
+    const first = path.join(dir, 'scheduled.png');
+    const a = run(['generate', 'x', ...tiny, '--sampler', 'DPM++ SDE', '--scheduler', 'Exponential', '--out', first]);
+    assert.equal(a.code, 0, a.err);
+    assert.match(readPngText(fs.readFileSync(first)).parameters!, /Steps: 3, Sampler: DPM\+\+ SDE Exponential, /);
+    const same = path.join(dir, 'scheduled-same.png');
+    assert.equal(run(['generate', 'x', ...tiny, '--sampler', 'dpmpp_sde', '--schedule', 'exponential', '--out', same]).code, 0);
+    assert.ok(fs.readFileSync(same).equals(fs.readFileSync(first)), 'our names and A1111\'s give the same PNG');
+    const other = path.join(dir, 'scheduled-karras.png');
+    const b = run(['generate', '--from-png', first, '--weights', weights, '--schedule', 'sgm uniform', '--out', other]);
+    assert.equal(b.code, 0, b.err);
+    assert.match(readPngText(fs.readFileSync(other)).parameters!, /Steps: 3, Sampler: DPM\+\+ SDE SGM Uniform, /);
+    for (const [args, re] of [
+      [['--schedule', 'polyexponential'], /sdtorch: unknown schedule 'polyexponential': use 'default', 'karras', 'exponential', 'beta', 'sgm_uniform'/],
+      [['--schedule', 'karras', '--scheduler', 'beta'], /--schedule karras and --scheduler beta are one flag given twice/],
+      [['--sampler', 'lcm', '--schedule', 'karras'], /sdtorch: --sampler lcm has no karras schedule \(diffusers' LCMScheduler/],
+      [['--sampler', 'euler', '--schedule', 'sgm_uniform', '--timestep-spacing', 'leading'], /'sgm_uniform' is the 'trailing' timestep spacing.*leave --timestep-spacing out/],
+    ] as Array<[string[], RegExp]>) {
+      const r = run(['generate', 'x', ...tiny, ...args]);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.err, re);
+    }
+  });
+
   it('accepts the inpainting flags\' defaults anywhere; refuses other values without --mask', function () {
     const tiny = ['--steps', '1', '--seed', '2', '--width', '16', '--height', '16', '--weights', weights];
     const t = run(['generate', 'x', ...tiny, '--mask-blur', '0', '--inpaint-area', 'whole', '--inpaint-padding', '32', '--out', path.join(dir, 'defaults.png')]);
@@ -235,6 +260,7 @@ describe('sdtorch CLI', function () {
     }
     assert.match(r.out, /sdtorch generate/);
     assert.match(r.out, /dpmpp_2m_sde/);
+    assert.match(r.out, /--schedule S +default \| karras \| exponential \| beta \| sgm_uniform/);
     assert.match(r.out, /--width W --height H multiples of 8 \(default: the model's size: 512 SD 1\.x, 768 SD 2\.x 768-v, 1024 SDXL;/);
   });
 });

@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { encodePng, pngChunk, PNG_SIGNATURE, readPngText } from '../lib/image/png';
-import { formatInfotext, parseInfotext } from '../lib/image/infotext';
+import { formatInfotext, infotextOptions, parseInfotext } from '../lib/image/infotext';
+import { getSampler } from '../lib/sampling/registry';
 import { loadImage, toImageData, type RgbImage } from '../lib/image/io';
 import { modelHash } from '../lib/models/hash';
 import { uniquePath, writeFileAtomic } from '../lib/util/fs';
@@ -483,6 +484,24 @@ print(json.dumps(res))`,
       assert.equal(p.params['Version'], 'v1.7.0');
       assert.equal(p.params['Size'], '512x768');
       assert.deepEqual(parseInfotext('just a prompt'), { prompt: 'just a prompt', negativePrompt: '', params: {} });
+    });
+
+    it("folds A1111 1.9+'s Schedule type into a sampler name generate() takes, for every schedule type there is", () => {
+      const cases: [string, string | undefined, string, string, string][] = [
+        ['DPM++ 2M', 'Karras', 'DPM++ 2M Karras', 'dpmpp_2m', 'karras'],
+        ['Euler a', 'Exponential', 'Euler a Exponential', 'euler_a', 'exponential'],
+        ['DPM++ SDE', 'Beta', 'DPM++ SDE Beta', 'dpmpp_sde', 'beta'],
+        ['DPM++ 3M SDE', 'SGM Uniform', 'DPM++ 3M SDE SGM Uniform', 'dpmpp_3m_sde', 'sgm_uniform'],
+        ['LCM', 'Automatic', 'LCM', 'lcm', 'default'],
+        ['DEIS', undefined, 'DEIS', 'deis', 'default'],
+        ['DPM++ 2S a Karras', undefined, 'DPM++ 2S a Karras', 'dpmpp_2s_a', 'karras'],
+      ];
+      for (const [sampler, type, folded, name, schedule] of cases) {
+        const o = infotextOptions(`a cat\nSteps: 4, Sampler: ${sampler}, ${type ? `Schedule type: ${type}, ` : ''}CFG scale: 1.5, Seed: 1, Size: 64x64`);
+        assert.equal(o.sampler, folded);
+        const r = getSampler(o.sampler!);
+        assert.deepEqual([r.name, r.schedule, r.label], [name, schedule, folded]);
+      }
     });
   });
 

@@ -53,8 +53,9 @@ describe('pipeline structure (tiny model)', function () {
     const base = { prompt: 'a cat', width: 16, height: 16, decode: false } as const;
     await assert.rejects(spy.generate({ ...base, steps: 1001 }), /generate\(\): steps must be an integer from 1 to 1000, got 1001/);
     await assert.rejects(spy.generate({ ...base, steps: 3, strength: 0.2, image: Buffer.from('x') }), /leaves no step/);
-    await assert.rejects(spy.generate({ ...base, schedule: 'exponential' as 'karras' }), /unknown schedule 'exponential'/);
-    await assert.rejects(spy.generate({ ...base, sampler: 'Euler a', schedule: 'karras' }), /no karras schedule/);
+    await assert.rejects(spy.generate({ ...base, schedule: 'polyexponential' as 'karras' }), /unknown schedule 'polyexponential'/);
+    await assert.rejects(spy.generate({ ...base, sampler: 'DDIM', schedule: 'karras' }), /no karras schedule/);
+    await assert.rejects(spy.generate({ ...base, sampler: 'LCM', steps: 51 }), /'lcm' takes at most 50 steps/);
     assert.deepEqual(calls, []);
     // and a valid job does run the encoder
     await spy.generate({ ...base, steps: 1 });

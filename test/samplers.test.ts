@@ -2,15 +2,18 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parameterized } from '../lib/sampling/denoiser';
-import { getSampler, samplerNames, type Model, type SamplerOptions } from '../lib/sampling/registry';
+import { lcm } from '../lib/sampling/samplers';
+import { noiseSchedule, sigmaToT } from '../lib/sampling/schedules';
+import { getSampler, resolveSampler, samplerNames, type Model, type SamplerOptions, type ScheduleName } from '../lib/sampling/registry';
 import { Generator, Tensor } from '../lib/tensor';
 import { relErrTensor as relError } from './helpers';
 
-// Reference trajectories of diffusers' schedulers with a toy eps model, made by
+// Reference trajectories of diffusers' schedulers (and of k-diffusion's samplers diffusers has no
+// class for, on diffusers' Euler schedules) with a toy eps model, made by
 // scripts/make_sampler_fixture.py (see its docstring).
 interface Case {
   sampler: string;
-  schedule: 'default' | 'karras';
+  schedule: ScheduleName;
   mode: 'txt2img' | 'img2img';
   shape: number[];
   steps: number;
@@ -23,6 +26,8 @@ interface Case {
 interface Fixture {
   tensors: Record<string, { shape: number[]; data: string }>;
   cases: Case[];
+  /** diffusers' LCMScheduler.get_scalings_for_boundary_condition_discrete(t). */
+  lcmScalings: { t: number; cSkip: number; cOut: number }[];
 }
 
 const FILE = 'sampler-reference.json';
@@ -53,8 +58,8 @@ const worstT = new Map<string, number>();
 
 describe('samplers against diffusers (toy model)', () => {
   after(() => {
-    const rows = [...worst].map(([k, v]) => `    ${k.padEnd(22)} ${v.toExponential(2)}   ${(worstT.get(k) ?? 0).toExponential(2)}`);
-    console.log(`  sampler/schedule       max ‖ours−ref‖/‖ref‖ of the final latents, max |t − t_ref|\n${rows.join('\n')}`);
+    const rows = [...worst].map(([k, v]) => `    ${k.padEnd(26)} ${v.toExponential(2)}   ${(worstT.get(k) ?? 0).toExponential(2)}`);
+    console.log(`  sampler/schedule           max ‖ours−ref‖/‖ref‖ of the final latents, max |t − t_ref|\n${rows.join('\n')}`);
   });
 
   for (const name of samplerNames) {
@@ -93,17 +98,46 @@ describe('samplers against diffusers (toy model)', () => {
     });
   }
 
-  it('covers every sampler, with karras exactly where diffusers has it', () => {
+  it('covers every sampler with every schedule it takes', () => {
+    const all: ScheduleName[] = ['default', 'karras', 'exponential', 'beta', 'sgm_uniform'];
+    // the discrete classes step by ᾱ over whole timesteps (spacing only); LCM walks its own timesteps
+    const takes = (name: string): ScheduleName[] => (['ddpm', 'ddim', 'pndm'].includes(name) ? ['default', 'sgm_uniform'] : name === 'lcm' ? ['default'] : all);
     const combos = new Set(fixture.cases.map((c) => `${c.sampler}/${c.schedule}`));
-    for (const name of samplerNames) assert.ok(combos.has(`${name}/default`), name);
-    const karras = samplerNames.filter((n) => combos.has(`${n}/karras`));
-    assert.deepEqual(karras, ['euler', 'heun', 'lms', 'dpm2', 'dpm2_a', 'dpmpp_2m', 'dpmpp_2m_sde', 'unipc']);
+    for (const name of samplerNames) {
+      assert.deepEqual(all.filter((s) => combos.has(`${name}/${s}`)), takes(name), name);
+      for (const s of all) {
+        if (takes(name).includes(s)) assert.equal(getSampler(name, s).schedule, s);
+        else assert.throws(() => getSampler(name, s), new RegExp(`'${name}' has no ${s} schedule`));
+      }
+    }
   });
 });
 
+describe("LCM's boundary condition", () => {
+  // On LCM's own timesteps c_skip ≤ 7e-6 and c_out ≈ 1, too close to show in the loops: a
+  // one-step walk ending at t returns c_out·x̂0 + c_skip·x, read here with x̂0 = 0 or x = 0.
+  const train = noiseSchedule();
+  const shape = [1, 4, 2, 2];
+  const estimate = (x0: Tensor): Model => ({ output: async (x) => x, x0: () => x0, eps: (out) => out, denoised: (out) => out });
+  const walk = (t: number) => ({ steps: 1, timesteps: [t], sigmas: [train.sigmas[t]!, 0], initSigma: 1, train, sigmaToT: (s: number) => sigmaToT(s, train), from: 0, to: 1, generator: new Generator(0) });
+  for (const { t, cSkip, cOut } of fixture.lcmScalings) {
+    it(`c_skip and c_out at t = ${t} as diffusers'`, async () => {
+      const ones = Tensor.from(new Float32Array(16).fill(1), shape);
+      const zeros = ones.mul(0);
+      const skip = (await lcm(estimate(zeros), ones, walk(t))).toArray() as Float32Array;
+      const out = (await lcm(estimate(ones), zeros, walk(t))).toArray() as Float32Array;
+      assert.ok(Math.abs(skip[0]! / cSkip - 1) < 1e-6, `c_skip ${skip[0]} vs ${cSkip}`);
+      assert.ok(Math.abs(out[0]! - cOut) < 1e-7, `c_out ${out[0]} vs ${cOut}`);
+    });
+  }
+});
+
 describe('sampler registry', () => {
-  it('lists the twelve samplers', () => {
-    assert.deepEqual(samplerNames, ['ddpm', 'ddim', 'pndm', 'euler', 'euler_a', 'heun', 'lms', 'dpm2', 'dpm2_a', 'dpmpp_2m', 'dpmpp_2m_sde', 'unipc']);
+  it('lists the seventeen samplers', () => {
+    assert.deepEqual(samplerNames, [
+      'ddpm', 'ddim', 'pndm', 'euler', 'euler_a', 'heun', 'lms', 'dpm2', 'dpm2_a', 'dpmpp_2m', 'dpmpp_2m_sde', 'unipc',
+      'dpmpp_2s_a', 'dpmpp_sde', 'dpmpp_3m_sde', 'deis', 'lcm',
+    ]);
   });
 
   it('resolves A1111 display names and aliases', () => {
@@ -128,6 +162,22 @@ describe('sampler registry', () => {
       ['DDPM', 'ddpm', 'default'],
       ['  dpm++ 2m  karras ', 'dpmpp_2m', 'karras'],
       ['dpmpp_2m_karras', 'dpmpp_2m', 'karras'],
+      ['LCM', 'lcm', 'default'],
+      ['DEIS', 'deis', 'default'],
+      ['DEIS Beta', 'deis', 'beta'],
+      ['DPM++ SDE', 'dpmpp_sde', 'default'],
+      ['DPM++ SDE Karras', 'dpmpp_sde', 'karras'],
+      ['DPM++ 2S a', 'dpmpp_2s_a', 'default'],
+      ['DPM++ 2S a Karras', 'dpmpp_2s_a', 'karras'],
+      ['DPM++ 3M SDE', 'dpmpp_3m_sde', 'default'],
+      ['DPM++ 3M SDE Exponential', 'dpmpp_3m_sde', 'exponential'],
+      ['DPM++ 2M SDE Exponential', 'dpmpp_2m_sde', 'exponential'],
+      ['Euler a Karras', 'euler_a', 'karras'],
+      ['Euler SGM Uniform', 'euler', 'sgm_uniform'],
+      ['euler sgmuniform', 'euler', 'sgm_uniform'],
+      ['DDIM SGM Uniform', 'ddim', 'sgm_uniform'],
+      ['heun_beta', 'heun', 'beta'],
+      ['euler_a_sgm_uniform', 'euler_a', 'sgm_uniform'],
     ];
     for (const [alias, name, schedule] of cases) {
       const got = getSampler(alias);
@@ -137,6 +187,17 @@ describe('sampler registry', () => {
     }
     assert.equal(getSampler('dpmpp_2m', 'karras').label, 'DPM++ 2M Karras');
     assert.equal(getSampler('euler_a').label, 'Euler a');
+    assert.equal(getSampler('dpmpp_3m_sde', 'exponential').label, 'DPM++ 3M SDE Exponential');
+    assert.equal(getSampler('euler', 'sgm_uniform').label, 'Euler SGM Uniform');
+  });
+
+  it("takes A1111's schedule type labels in any case", () => {
+    const cases: [string, string][] = [
+      ['Automatic', 'default'], ['automatic', 'default'], ['Karras', 'karras'], ['EXPONENTIAL', 'exponential'], ['Beta', 'beta'],
+      ['SGM Uniform', 'sgm_uniform'], ['sgm uniform', 'sgm_uniform'], ['SGMUniform', 'sgm_uniform'], ['sgm_uniform', 'sgm_uniform'],
+    ];
+    for (const [schedule, name] of cases) assert.equal(getSampler('euler', schedule).schedule, name, schedule);
+    assert.equal(getSampler('Euler Karras', 'Karras').schedule, 'karras');
   });
 
   it('names the valid samplers when a name is unknown', () => {
@@ -144,10 +205,18 @@ describe('sampler registry', () => {
     assert.throws(() => getSampler('DDIM Karras'), /unknown sampler 'DDIM Karras'/);
   });
 
-  it('refuses karras where diffusers has no karras sigmas, naming the samplers that have them', () => {
-    for (const name of ['ddpm', 'ddim', 'pndm', 'euler_a']) {
-      assert.throws(() => getSampler(name, 'karras'), (e: Error) => e.message.includes(`'${name}' has no karras`) && e.message.includes('dpmpp_2m'));
+  it('refuses σ schedules where the sampler has no σ list, saying why and naming the samplers that have them', () => {
+    for (const name of ['ddpm', 'ddim', 'pndm']) {
+      for (const schedule of ['karras', 'exponential', 'beta']) {
+        assert.throws(
+          () => getSampler(name, schedule),
+          (e: Error) => e.message.includes(`'${name}' has no ${schedule}`) && /takes no σ list/.test(e.message) && /'default' or 'sgm_uniform'/.test(e.message) && e.message.includes('euler_a'),
+        );
+      }
     }
+    for (const schedule of ['karras', 'sgm_uniform'])
+      assert.throws(() => getSampler('lcm', schedule), (e: Error) => e.message.includes(`'lcm' has no ${schedule}`) && /LCMScheduler walks timesteps of its 50 distillation steps/.test(e.message));
+    assert.throws(() => getSampler('DDIM Karras'), /unknown sampler 'DDIM Karras'/);
     const { sampler } = getSampler('ddim');
     const opts: SamplerOptions = { steps: 5, schedule: 'karras', generator: new Generator(0) };
     assert.throws(() => sampler.evaluations(opts), /no karras schedule/);
@@ -155,8 +224,21 @@ describe('sampler registry', () => {
 
   it('refuses a schedule that contradicts the name, and unknown schedules', () => {
     assert.throws(() => getSampler('DPM++ 2M Karras', 'default'), /already selects the karras schedule/);
+    assert.throws(() => getSampler('Euler a Beta', 'exponential'), /already selects the beta schedule/);
     assert.equal(getSampler('DPM++ 2M Karras', 'karras').schedule, 'karras');
-    assert.throws(() => getSampler('euler', 'exponential'), /unknown schedule 'exponential'/);
+    assert.throws(() => getSampler('euler', 'polyexponential'), /unknown schedule 'polyexponential'.*'sgm_uniform'.*"SGM Uniform"/);
+  });
+
+  it("sgm_uniform is 'trailing' spacing: another explicit spacing contradicts it", () => {
+    assert.equal(getSampler('euler', 'sgm_uniform').defaultSpacing, 'trailing');
+    resolveSampler('euler', { steps: 10, schedule: 'sgm_uniform', timestepSpacing: 'trailing' });
+    assert.throws(() => resolveSampler('dpmpp_2m', { steps: 10, schedule: 'SGM Uniform', timestepSpacing: 'leading' }), /'sgm_uniform' is the 'trailing' timestep spacing.*contradicts 'leading'/);
+  });
+
+  it('LCM takes at most its 50 distillation steps', () => {
+    const generator = new Generator(0);
+    assert.equal(getSampler('lcm').sampler.evaluations({ steps: 50, generator }), 50);
+    assert.throws(() => getSampler('lcm').sampler.evaluations({ steps: 51, generator }), /'lcm' takes at most 50 steps, got 51.*4 to 8/);
   });
 
   it('checks steps and strength', () => {
@@ -169,6 +251,9 @@ describe('sampler registry', () => {
     assert.equal(sampler.evaluations({ steps: 10, strength: 0.6, generator }), 6);
     assert.equal(getSampler('heun').sampler.evaluations({ steps: 10, strength: 0.6, generator }), 11);
     assert.equal(getSampler('pndm').sampler.evaluations({ steps: 10, generator }), 11);
+    assert.equal(getSampler('dpmpp_sde').sampler.evaluations({ steps: 10, strength: 0.6, generator }), 11);
+    assert.equal(getSampler('dpmpp_2s_a').sampler.evaluations({ steps: 4, generator }), 7);
+    assert.equal(getSampler('dpmpp_3m_sde').sampler.evaluations({ steps: 4, generator }), 4);
   });
 });
 

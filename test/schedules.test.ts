@@ -1,17 +1,19 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { resolveOptions } from '../lib/generate/options';
 import { parameterized, rescaleGuidance } from '../lib/sampling/denoiser';
-import { getSampler, resolveSampler, samplerNames, type Model, type SamplerOptions } from '../lib/sampling/registry';
+import { getSampler, resolveSampler, samplerNames, type Model, type SamplerOptions, type ScheduleName } from '../lib/sampling/registry';
 import { noiseSchedule, rescaleZeroTerminalSnr, scaledLinearBetas, type TimestepSpacing } from '../lib/sampling/schedules';
 import { Generator, Tensor } from '../lib/tensor';
 import { relErrTensor as relError } from './helpers';
 
-// diffusers' schedules with timestep spacing, zero terminal SNR and v-prediction, and its
-// rescale_noise_cfg, made by scripts/make_schedule_fixture.py (see its docstring).
+// diffusers' schedules with timestep spacing, zero terminal SNR and v-prediction (and k-diffusion's
+// samplers on diffusers' Euler schedules), and its rescale_noise_cfg, made by
+// scripts/make_schedule_fixture.py (see its docstring).
 interface Case {
   sampler: string;
-  schedule: 'default' | 'karras';
+  schedule: ScheduleName;
   spacing: TimestepSpacing;
   zeroTerminalSnr: boolean;
   prediction: 'epsilon' | 'v';
@@ -123,7 +125,12 @@ describe('spacing, zero terminal SNR and v-prediction against diffusers (toy mod
   it('covers every sampler and spacing, with zero terminal SNR exactly where diffusers has it', () => {
     for (const name of samplerNames) for (const s of ['leading', 'linspace', 'trailing']) assert.ok(fixture.cases.some((c) => c.sampler === name && c.spacing === s), `${name}/${s}`);
     const zsnr = samplerNames.filter((n) => fixture.cases.some((c) => c.sampler === n && c.zeroTerminalSnr));
-    assert.deepEqual(zsnr, ['ddpm', 'ddim', 'euler', 'euler_a', 'dpmpp_2m', 'dpmpp_2m_sde', 'unipc']);
+    assert.deepEqual(zsnr, ['ddpm', 'ddim', 'euler', 'euler_a', 'dpmpp_2m', 'dpmpp_2m_sde', 'unipc', 'dpmpp_2s_a', 'dpmpp_sde', 'dpmpp_3m_sde', 'lcm']);
+    // the σ spreads with every spacing and both predictions, where the sampler takes them
+    for (const name of samplerNames.filter((n) => !['ddpm', 'ddim', 'pndm', 'lcm'].includes(n)))
+      for (const schedule of ['karras', 'exponential', 'beta'])
+        for (const s of ['leading', 'linspace', 'trailing'])
+          for (const p of ['epsilon', 'v']) assert.ok(fixture.cases.some((c) => c.sampler === name && c.schedule === schedule && c.spacing === s && c.prediction === p), `${name}/${schedule}/${s}/${p}`);
   });
 });
 
@@ -136,7 +143,7 @@ describe('the sampling validator', () => {
   });
 
   it('refuses zero terminal SNR where the diffusers class has no rescale_betas_zero_snr, naming those that have it', () => {
-    for (const name of ['pndm', 'heun', 'lms', 'dpm2', 'dpm2_a'])
+    for (const name of ['pndm', 'heun', 'lms', 'dpm2', 'dpm2_a', 'deis'])
       assert.throws(() => resolveSampler(name, { steps: 10, zeroTerminalSnr: true, prediction: 'v' }), (e: Error) => e.message.includes(`'${name}' cannot use zero terminal SNR`) && e.message.includes('euler_a'));
   });
 
@@ -148,6 +155,15 @@ describe('the sampling validator', () => {
     resolveSampler('euler', { steps: 10, zeroTerminalSnr: true, timestepSpacing: 'trailing' });
     // img2img that starts below the top step never meets ᾱ = 0
     resolveSampler('ddim', { steps: 10, zeroTerminalSnr: true, timestepSpacing: 'trailing', strength: 0.5 });
+  });
+
+  it("sgm_uniform walks 'trailing' even where the model's scheduler config says 'leading' (SDXL); an explicit other spacing is refused", () => {
+    const sdxl = { prediction: 'epsilon', unetInChannels: 4, latentChannels: 4, timestepSpacing: 'leading' } as const;
+    const r = resolveOptions({ prompt: 'a', sampler: 'Euler a', schedule: 'SGM Uniform', steps: 10 }, sdxl);
+    assert.deepEqual([r.sampler.schedule, r.sampler.label, r.sampler.defaultSpacing, r.timestepSpacing], ['sgm_uniform', 'Euler a SGM Uniform', 'trailing', undefined]);
+    const k = resolveOptions({ prompt: 'a', sampler: 'Euler a', schedule: 'karras', steps: 10 }, sdxl);
+    assert.deepEqual([k.sampler.defaultSpacing, k.timestepSpacing], ['leading', 'leading']);
+    assert.throws(() => resolveOptions({ prompt: 'a', sampler: 'euler', schedule: 'sgm_uniform', timestepSpacing: 'linspace', steps: 10 }, sdxl), /generate\(\): schedule 'sgm_uniform' is the 'trailing' timestep spacing/);
   });
 
   it("refuses step counts for which diffusers' trailing spacing adds a timestep of −1", () => {

@@ -9,6 +9,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { interpolateBilinear } from '../lib/generate/hires';
 import { readPngText } from '../lib/image/png';
+import { ApiError } from '../lib/server/errors';
+import { resolveSamplerName } from '../lib/server/sdapi';
 import { startServer, type Server } from '../lib/server/serve';
 import { Tensor } from '../lib';
 import { WebUIApi } from './a1111-client';
@@ -78,6 +80,23 @@ describe('sdtorch serve (in-process, tiny model)', function () {
     assert.equal(parameters['steps'], 3);
     assert.equal(parameters['sampler_index'], 'Euler'); // A1111's defaults filled in
     assert.equal(parameters['send_images'], true);
+  });
+
+  it("sampler_name with A1111's scheduler, any case: every schedule type there is reaches the image; a schedule in the name wins", async function () {
+    const { status, json } = await post(`${base}/txt2img`, { prompt: 'a cat', seed: 1, sampler_name: 'DPM++ SDE', scheduler: 'exponential', ...SMALL });
+    assert.equal(status, 200, JSON.stringify(json));
+    const info = JSON.parse(json['info'] as string) as { sampler_name: string; infotexts: string[] };
+    assert.equal(info.sampler_name, 'DPM++ SDE Exponential');
+    assert.match(info.infotexts[0]!, /Steps: 3, Sampler: DPM\+\+ SDE Exponential, /);
+    const cases: [string, string | null, string][] = [
+      ['Euler a', 'Karras', 'Euler a Karras'], ['k_dpmpp_3m_sde', 'SGM Uniform', 'DPM++ 3M SDE SGM Uniform'], ['DEIS', 'beta', 'DEIS Beta'],
+      ['LCM', 'Automatic', 'LCM'], ['k_lcm', null, 'LCM'], ['DPM++ 2S a', 'KARRAS', 'DPM++ 2S a Karras'], ['DDIM', 'SGMUniform', 'DDIM SGM Uniform'],
+      ['DPM++ 2M Karras', 'Exponential', 'DPM++ 2M Karras'], ['k_dpmpp_2m_ka', null, 'DPM++ 2M Karras'], ['Euler', 'sgm_uniform', 'Euler SGM Uniform'],
+    ];
+    for (const [name, scheduler, label] of cases) assert.equal(resolveSamplerName(name, scheduler), label, `${name} + ${scheduler}`);
+    assert.throws(() => resolveSamplerName('LCM', 'Karras'), (e: ApiError) => e.statusCode === 422 && /'lcm' has no karras schedule/.test(e.message));
+    assert.throws(() => resolveSamplerName('Euler', 'Align Your Steps'), (e: ApiError) => e.statusCode === 422 && /unknown schedule 'Align Your Steps'.*"SGM Uniform"/.test(e.message));
+    assert.throws(() => resolveSamplerName('DPM++ 4M', 'Karras'), (e: ApiError) => e.statusCode === 404);
   });
 
   it('the same seed gives the same image; seed -1 a random one in A1111 range', async function () {
@@ -165,7 +184,8 @@ describe('sdtorch serve (in-process, tiny model)', function () {
     assert.ok(samplers.some((s) => s.name === 'Euler a' && s.aliases.includes('k_euler_a')));
     for (const s of samplers) assert.deepEqual(Object.keys(s).sort(), ['aliases', 'name', 'options']);
     const schedulers = await client.get<{ name: string; label: string }[]>('schedulers');
-    assert.deepEqual(schedulers.map((s) => s.name), ['automatic', 'karras']);
+    assert.deepEqual(schedulers.map((s) => [s.name, s.label]), [['automatic', 'Automatic'], ['karras', 'Karras'], ['exponential', 'Exponential'], ['sgm_uniform', 'SGM Uniform'], ['beta', 'Beta']]);
+    for (const name of ['DPM++ SDE', 'DPM++ 2S a', 'DPM++ 3M SDE', 'DEIS', 'LCM']) assert.ok(samplers.some((s) => s.name === name), name);
     for (const s of schedulers) assert.deepEqual(Object.keys(s).sort(), ['aliases', 'default_rho', 'label', 'name', 'need_inner_model']);
     const models = await client.get_sd_models();
     assert.deepEqual(models.map((m) => m.title.replace(/ \[[0-9a-f]{10}\]$/, '')).sort(), ['sub/tiny-b.safetensors', 'tiny-a.safetensors']);
@@ -290,7 +310,8 @@ describe('sdtorch serve (in-process, tiny model)', function () {
     const cases: [string, unknown][] = [
       ['txt2img', { steps: -3 }], ['txt2img', { steps: 'many' }], ['txt2img', { width: 100000 }], ['txt2img', { height: -8 }],
       ['txt2img', { batch_size: 1000 }], ['txt2img', { batch_size: 16, n_iter: 16 }], ['txt2img', { cfg_scale: 'x' }], ['txt2img', { seed: -5 }],
-      ['txt2img', { prompt: { nested: true } }], ['txt2img', { sampler_name: 'no such sampler' }], ['txt2img', { scheduler: 'exponential' }],
+      ['txt2img', { prompt: { nested: true } }], ['txt2img', { sampler_name: 'no such sampler' }], ['txt2img', { scheduler: 'Polyexponential' }],
+      ['txt2img', { sampler_name: 'LCM', scheduler: 'Karras' }],
       ['txt2img', { prompt: 'nul \u0000 inside', ...SMALL }], ['txt2img', { override_settings: { CLIP_stop_at_last_layers: 99 } }],
       ['txt2img', { script_name: 'x/y/z plot' }], ['txt2img', { alwayson_scripts: { ControlNet: { args: [] } } }],
       ['txt2img', [1, 2, 3]], ['txt2img', 'null'], ['txt2img', '{"prompt": '], ['txt2img', ''],

@@ -29,9 +29,9 @@ describe('the web page (headless Chromium)', function () {
   });
 
   it('generates: prompt, Generate, progress with a preview, the image in the gallery with a download link', async function () {
-    await page.waitForFunction(() => (document.getElementById('sampler') as HTMLSelectElement).options.length > 5);
+    await page.waitForFunction(() => (document.getElementById('sampler') as HTMLSelectElement).options.length > 5 && (document.getElementById('scheduler') as HTMLSelectElement).options.length > 1);
     await page.type('#prompt', 'a lighthouse at dusk');
-    for (const [id, value] of [['#width', '32'], ['#height', '32'], ['#steps', '150'], ['#seed', '21']]) {
+    for (const [id, value] of [['#width', '32'], ['#height', '32'], ['#steps', '150'], ['#seed', '21'], ['#scheduler', 'karras']]) {
       await page.$eval(id!, (el, v) => ((el as HTMLInputElement).value = v as string), value);
     }
     await page.click('#generate');
@@ -59,5 +59,9 @@ describe('the web page (headless Chromium)', function () {
     await page.click('#use-pnginfo');
     assert.equal(await page.$eval('#prompt', (el) => (el as HTMLTextAreaElement).value), 'a lighthouse at dusk');
     assert.equal(await page.$eval('#steps', (el) => (el as HTMLInputElement).value), '150');
+    // "Sampler: Euler a Karras" back into the two selects, filled from /samplers and /schedulers
+    assert.equal(await page.$eval('#sampler', (el) => (el as HTMLSelectElement).value), 'Euler a');
+    assert.equal(await page.$eval('#scheduler', (el) => (el as HTMLSelectElement).value), 'karras');
+    assert.deepEqual(await page.$eval('#scheduler', (el) => Array.from((el as HTMLSelectElement).options, (o) => o.text)), ['Automatic', 'Karras', 'Exponential', 'SGM Uniform', 'Beta']);
   });
 });

@@ -6,7 +6,7 @@ import type { Lora } from '../models/lora';
 import type { HiresOptions } from './hires';
 import type { RefinerOptions } from './refiner';
 import type { PadCondUncond } from '../sampling/denoiser';
-import { resolveSampler, type ResolvedSampler, type TimestepSpacing } from '../sampling/registry';
+import { getSampler, resolveSampler, scheduleNames, type ResolvedSampler, type ScheduleLabel, type ScheduleName, type TimestepSpacing } from '../sampling/registry';
 import { TIMESTEP_SPACINGS } from '../sampling/schedules';
 import { Tensor } from '../tensor';
 import { EMPHASIS, type Emphasis } from '../text/conditioning';
@@ -33,7 +33,12 @@ export interface GenerateOptions {
   cfgScale?: number;
   /** A sampler name (see samplerNames) or an A1111 display name such as "DPM++ 2M Karras". */
   sampler?: string;
-  schedule?: 'default' | 'karras';
+  /**
+   * The noise schedule (see scheduleNames): 'default' (the sampler's own; A1111's "Automatic"),
+   * 'karras', 'exponential', 'beta' (σ spreads; samplers over σ), or 'sgm_uniform' ('trailing'
+   * timestep spacing); A1111's labels ("Karras", "SGM Uniform", ...) in any case are taken too.
+   */
+  schedule?: ScheduleName | ScheduleLabel;
   /**
    * Same seed, same image: an integer in [0, 2^64) as a number (up to 2^53 - 1), BigInt or decimal
    * string. Omitted or -1: a random one is drawn (and returned). Other negative seeds are refused.
@@ -331,7 +336,7 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
     fail((e as Error).message, TypeError);
   }
   optionalType(o, 'sampler', (v) => typeof v === 'string', 'a sampler name (a string)');
-  optionalType(o, 'schedule', (v) => typeof v === 'string', "'default' or 'karras'");
+  optionalType(o, 'schedule', (v) => typeof v === 'string', `one of ${scheduleNames.map((n) => `'${n}'`).join(', ')}`);
   optionalType(o, 'image', (v) => typeof v === 'string' || v instanceof Uint8Array, 'a file path or the bytes of an image (Buffer)');
   optionalType(o, 'latents', (v) => v instanceof Tensor, 'a Tensor');
   optionalType(o, 'initLatents', (v) => v instanceof Tensor, 'a Tensor');
@@ -354,7 +359,6 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
   if (o.denoisingStart !== undefined && (o.initLatents === undefined || o.image !== undefined))
     fail('denoisingStart continues a run handed over by another model: pass its latents as initLatents (from generate({ denoisingEnd, decode: false })), and no image');
   if ((o.denoisingStart !== undefined || o.denoisingEnd !== undefined) && o.mask !== undefined) fail('denoisingStart/denoisingEnd do not combine with inpainting (mask)');
-  const timestepSpacing = o.timestepSpacing ?? traits?.timestepSpacing ?? undefined;
   if (traits && traits.unetInChannels > traits.latentChannels && !inpaint)
     fail(`this checkpoint is an inpainting model (its UNet takes ${traits.unetInChannels} input channels): pass image and mask (white = repaint)`);
   const clipSkip = o.clipSkip ?? 1;
@@ -370,14 +374,18 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
   const height = dimension(o.height, 'height');
   if (width !== undefined && height !== undefined) checkSize({ width, height }, images);
   let sampler: ResolvedSampler;
+  let timestepSpacing: TimestepSpacing | undefined;
   try {
+    // sgm_uniform is its own spacing ('trailing'): the family's default spacing gives way to it
+    const sgmUniform = getSampler(o.sampler ?? 'euler_a', o.schedule).schedule === 'sgm_uniform';
+    timestepSpacing = o.timestepSpacing ?? (sgmUniform ? undefined : (traits?.timestepSpacing ?? undefined));
     sampler = resolveSampler(o.sampler ?? 'euler_a', {
       schedule: o.schedule, steps, ...((o.image !== undefined || o.initLatents !== undefined) && o.denoisingStart === undefined ? { strength } : {}),
       zeroTerminalSnr: o.zeroTerminalSnr ?? false, ...(timestepSpacing !== undefined ? { timestepSpacing } : {}), ...(traits ? { prediction: traits.prediction } : {}),
       ...(o.denoisingStart !== undefined ? { denoisingStart: o.denoisingStart } : {}), ...(o.denoisingEnd !== undefined ? { denoisingEnd: o.denoisingEnd } : {}),
     });
     // The family's scheduler config sets the spacing used when none is given (SDXL: 'leading').
-    if (traits?.timestepSpacing) sampler = { ...sampler, defaultSpacing: traits.timestepSpacing };
+    if (traits?.timestepSpacing && !sgmUniform) sampler = { ...sampler, defaultSpacing: traits.timestepSpacing };
   } catch (e) {
     const err = e as Error;
     throw Object.assign(new (err.constructor as ErrorConstructor)(`generate(): ${err.message}`), { cause: e });

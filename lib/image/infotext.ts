@@ -147,7 +147,8 @@ const num = (v: string | undefined): number | undefined => (v !== undefined && v
 
 /**
  * Reads an A1111 infotext (a PNG's "parameters") into generate() options: prompt, negative prompt,
- * Steps, Sampler (with A1111's separate "Schedule type" folded in: "DPM++ 2M" + "Karras"), CFG
+ * Steps, Sampler (with A1111's separate "Schedule type" folded in: "DPM++ 2M" + "Karras", "Euler a" +
+ * "SGM Uniform"; generate() takes the name so, as A1111 1.9+ reads it), CFG
  * scale, Seed, Size, Denoising strength, Clip skip, Emphasis, Mask blur, Inpaint area, Masked area
  * padding, Noise Schedule, Guidance rescale, Timestep spacing. Fields it cannot read are left out;
  * all are in `params`.
@@ -160,7 +161,7 @@ export function infotextOptions(text: string): InfotextOptions {
   const schedule = params['Schedule type'];
   const fields: Partial<InfotextOptions> = {
     steps: num(params['Steps']),
-    sampler: params['Sampler'] && schedule && schedule !== 'Automatic' ? `${params['Sampler']} ${schedule}` : params['Sampler'],
+    sampler: params['Sampler'] && schedule && schedule.toLowerCase() !== 'automatic' ? `${params['Sampler']} ${schedule}` : params['Sampler'],
     cfgScale: num(params['CFG scale']),
     seed: seed !== undefined && /^\d+$/.test(seed) ? (Number(seed) <= Number.MAX_SAFE_INTEGER ? Number(seed) : seed) : undefined,
     width: size ? Number(size[1]) : undefined,

@@ -1,17 +1,23 @@
-// Samplers by name: each registry row pairs a sampler function with its schedule and the
-// diffusers class it reproduces; names, A1111 aliases and the ONE validator of sampling options
-// (sampler, schedule, steps, strength) live here.
+// Samplers by name: each registry row pairs a sampler function with its schedule, the diffusers
+// class (or k-diffusion function) it reproduces and the schedules it takes; names, A1111 aliases
+// (samplers and schedule types) and the ONE validator of sampling options (sampler, schedule,
+// spacing, steps, strength) live here.
 import type { Tensor } from '../tensor';
 import {
   ddim,
   ddpm,
+  deis,
   dpm2,
   dpm2Ancestral,
   dpmpp2m,
   dpmpp2mSde,
+  dpmpp2sAncestral,
+  dpmpp3mSde,
+  dpmppSde,
   euler,
   eulerAncestral,
   heun,
+  lcm,
   levelAt,
   lms,
   plms,
@@ -20,6 +26,7 @@ import {
   vp,
   vpDenoiser,
   type Denoiser,
+  type Inpaint,
   type Model,
   type Prediction,
   type Sampler,
@@ -28,10 +35,14 @@ import {
 } from './samplers';
 import {
   ddimSchedule,
+  deisSchedule,
   kdiffusionSchedule,
+  LCM_ORIGINAL_STEPS,
+  lcmSchedule,
   multistepSchedule,
   noiseSchedule,
   plmsSchedule,
+  SCHEDULE_NAMES,
   scheduleProblem,
   TIMESTEP_SPACINGS,
   TRAIN_STEPS,
@@ -42,18 +53,21 @@ import {
 } from './schedules';
 
 export type { Inpaint, Model, NoiseLevel, Prediction, Sampler, SamplerOptions } from './samplers';
-export type { TimestepSpacing } from './schedules';
+export type { ScheduleName, TimestepSpacing } from './schedules';
+export { SCHEDULE_NAMES as scheduleNames } from './schedules';
 
 interface Spec {
   /** The A1111 display name. */
   label: string;
-  /** The diffusers scheduler this reproduces. */
-  diffusers: string;
-  /** Whether diffusers offers use_karras_sigmas for it. */
-  karras: boolean;
+  /** The reference it reproduces: a diffusers class, or k-diffusion's function where diffusers has none. */
+  source: string;
+  /** The schedules it walks; others are refused, saying `why`. */
+  schedules: readonly ScheduleName[];
+  why?: string;
   /**
-   * Whether the diffusers class offers rescale_betas_zero_snr, and how it stores the last ᾱ then:
-   * 'zero' (DDIM, DDPM: ᾱ_999 = 0) or 'clamped' (the σ-based classes: 2^-24); false: no such option.
+   * Whether it takes zero terminal SNR (the diffusers class's rescale_betas_zero_snr; for the
+   * k-diffusion samplers, that of the Euler schedule they walk), and how the last ᾱ is stored then:
+   * 'zero' (DDIM, DDPM, LCM: ᾱ_999 = 0) or 'clamped' (the σ-based classes: 2^-24); false: no such option.
    */
   zeroSnr: false | 'zero' | 'clamped';
   /** The class's default timestep_spacing (from_config(SD 1.5 config) keeps it). */
@@ -62,19 +76,25 @@ interface Spec {
   space: 've' | 'vp';
   /** Model evaluations per step (the last step of a two-stage method makes one). */
   evals: 1 | 2;
+  /** The most steps it takes, and why (LCM: its distillation's 50). */
+  maxSteps?: { steps: number; why: string };
   schedule(train: NoiseSchedule, steps: number, schedule: ScheduleName, spacing: TimestepSpacing): Schedule;
   run(model: Model, x: Tensor, walk: Walk): Promise<Tensor>;
 }
 
+/**
+ * A sampler over σ (k-diffusion's form): it takes the σ list of any schedule, as A1111 lets every
+ * k-diffusion sampler take every schedule type; the list is the one diffusers' Euler builds.
+ */
 const kSpec = (
   label: string,
-  diffusers: string,
+  source: string,
   run: (m: Denoiser, x: Tensor, w: Walk) => Promise<Tensor>,
-  { evals = 1, karras = true, roundKarras = false, zeroSnr = false }: { evals?: 1 | 2; karras?: boolean; roundKarras?: boolean; zeroSnr?: boolean } = {},
+  { evals = 1, roundKarras = false, zeroSnr = false }: { evals?: 1 | 2; roundKarras?: boolean; zeroSnr?: boolean } = {},
 ): Spec => ({
   label,
-  diffusers,
-  karras,
+  source,
+  schedules: SCHEDULE_NAMES,
   zeroSnr: zeroSnr ? 'clamped' : false,
   spacing: 'linspace',
   space: 've',
@@ -83,22 +103,28 @@ const kSpec = (
   run: (m, x, w) => run(veDenoiser(m), x, w),
 });
 
-const multistepSpec = (label: string, diffusers: string, run: (m: Denoiser, x: Tensor, w: Walk) => Promise<Tensor>): Spec => ({
+const multistepSpec = (
+  label: string,
+  source: string,
+  run: (m: Denoiser, x: Tensor, w: Walk) => Promise<Tensor>,
+  { schedule = multistepSchedule, zeroSnr = true }: { schedule?: Spec['schedule']; zeroSnr?: boolean } = {},
+): Spec => ({
   label,
-  diffusers,
-  karras: true,
-  zeroSnr: 'clamped',
+  source,
+  schedules: SCHEDULE_NAMES,
+  zeroSnr: zeroSnr ? 'clamped' : false,
   spacing: 'linspace',
   space: 'vp',
   evals: 1,
-  schedule: multistepSchedule,
+  schedule,
   run: (m, x, w) => run(vpDenoiser(m), x, w),
 });
 
-const discreteSpec = (label: string, diffusers: string, zeroSnr: boolean, schedule: (train: NoiseSchedule, steps: number, spacing: TimestepSpacing) => Schedule, run: Spec['run']): Spec => ({
+const discreteSpec = (label: string, source: string, zeroSnr: boolean, schedule: (train: NoiseSchedule, steps: number, spacing: TimestepSpacing) => Schedule, run: Spec['run']): Spec => ({
   label,
-  diffusers,
-  karras: false,
+  source,
+  schedules: ['default', 'sgm_uniform'],
+  why: `${source} steps between whole training timesteps by ᾱ_t and takes no σ list`,
   zeroSnr: zeroSnr ? 'zero' : false,
   spacing: 'leading',
   space: 'vp',
@@ -108,35 +134,76 @@ const discreteSpec = (label: string, diffusers: string, zeroSnr: boolean, schedu
 });
 
 const SPECS = {
-  ddpm: discreteSpec('DDPM', 'DDPMScheduler', true, ddimSchedule, ddpm),
-  ddim: discreteSpec('DDIM', 'DDIMScheduler', true, ddimSchedule, ddim),
-  pndm: discreteSpec('PLMS', 'PNDMScheduler', false, plmsSchedule, plms),
-  euler: kSpec('Euler', 'EulerDiscreteScheduler', euler, { zeroSnr: true }),
-  euler_a: kSpec('Euler a', 'EulerAncestralDiscreteScheduler', eulerAncestral, { karras: false, zeroSnr: true }),
-  heun: kSpec('Heun', 'HeunDiscreteScheduler', heun, { evals: 2 }),
-  lms: kSpec('LMS', 'LMSDiscreteScheduler', lms),
-  dpm2: kSpec('DPM2', 'KDPM2DiscreteScheduler', dpm2, { evals: 2, roundKarras: true }),
-  dpm2_a: kSpec('DPM2 a', 'KDPM2AncestralDiscreteScheduler', dpm2Ancestral, { evals: 2, roundKarras: true }),
-  dpmpp_2m: multistepSpec('DPM++ 2M', 'DPMSolverMultistepScheduler', dpmpp2m),
-  dpmpp_2m_sde: multistepSpec('DPM++ 2M SDE', 'DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")', dpmpp2mSde),
-  unipc: multistepSpec('UniPC', 'UniPCMultistepScheduler', unipc),
+  ddpm: discreteSpec('DDPM', "diffusers' DDPMScheduler", true, ddimSchedule, ddpm),
+  ddim: discreteSpec('DDIM', "diffusers' DDIMScheduler", true, ddimSchedule, ddim),
+  pndm: discreteSpec('PLMS', "diffusers' PNDMScheduler", false, plmsSchedule, plms),
+  euler: kSpec('Euler', "diffusers' EulerDiscreteScheduler", euler, { zeroSnr: true }),
+  // σ spreads: k-diffusion's sample_euler_ancestral over them (the diffusers class has none)
+  euler_a: kSpec('Euler a', "diffusers' EulerAncestralDiscreteScheduler", eulerAncestral, { zeroSnr: true }),
+  heun: kSpec('Heun', "diffusers' HeunDiscreteScheduler", heun, { evals: 2 }),
+  lms: kSpec('LMS', "diffusers' LMSDiscreteScheduler", lms),
+  dpm2: kSpec('DPM2', "diffusers' KDPM2DiscreteScheduler", dpm2, { evals: 2, roundKarras: true }),
+  dpm2_a: kSpec('DPM2 a', "diffusers' KDPM2AncestralDiscreteScheduler", dpm2Ancestral, { evals: 2, roundKarras: true }),
+  dpmpp_2m: multistepSpec('DPM++ 2M', "diffusers' DPMSolverMultistepScheduler", dpmpp2m),
+  dpmpp_2m_sde: multistepSpec('DPM++ 2M SDE', `diffusers' DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")`, dpmpp2mSde),
+  unipc: multistepSpec('UniPC', "diffusers' UniPCMultistepScheduler", unipc),
+  dpmpp_2s_a: kSpec('DPM++ 2S a', "k-diffusion's sample_dpmpp_2s_ancestral", dpmpp2sAncestral, { evals: 2, zeroSnr: true }),
+  dpmpp_sde: kSpec('DPM++ SDE', "k-diffusion's sample_dpmpp_sde", dpmppSde, { evals: 2, zeroSnr: true }),
+  dpmpp_3m_sde: kSpec('DPM++ 3M SDE', "k-diffusion's sample_dpmpp_3m_sde", dpmpp3mSde, { zeroSnr: true }),
+  deis: multistepSpec('DEIS', "diffusers' DEISMultistepScheduler", deis, { schedule: deisSchedule, zeroSnr: false }),
+  lcm: {
+    label: 'LCM',
+    source: "diffusers' LCMScheduler",
+    schedules: ['default'],
+    why: `diffusers' LCMScheduler walks timesteps of its ${LCM_ORIGINAL_STEPS} distillation steps, which no σ spread or spacing changes`,
+    zeroSnr: 'zero',
+    spacing: 'leading',
+    space: 'vp',
+    evals: 1,
+    maxSteps: { steps: LCM_ORIGINAL_STEPS, why: `LCMScheduler picks its timesteps among the ${LCM_ORIGINAL_STEPS} of its distillation (original_inference_steps): LCM models want 4 to 8` },
+    schedule: (train, steps) => lcmSchedule(train, steps),
+    run: lcm,
+  },
 } satisfies Record<string, Spec>;
 
 export type SamplerName = keyof typeof SPECS;
 export const samplerNames: string[] = Object.keys(SPECS);
-const karrasNames = (): string => samplerNames.filter((n) => SPECS[n as SamplerName].karras).join(', ');
 
-const noKarras = (name: SamplerName): Error =>
-  new Error(
-    `sampler '${name}' has no karras schedule (diffusers' ${SPECS[name].diffusers} has no use_karras_sigmas): ` +
-      `use schedule 'default', or one of the samplers that have it: ${karrasNames()}`,
+/** A1111's schedule type labels for the schedules there are ("Automatic" is 'default'). */
+export type ScheduleLabel = 'Automatic' | 'Karras' | 'Exponential' | 'SGM Uniform' | 'Beta';
+
+/** The schedules, with A1111's labels (its "Schedule type", /sdapi/v1/schedulers) and other spellings it accepts. */
+export const SCHEDULES: readonly { name: ScheduleName; label: ScheduleLabel; aliases: readonly string[] }[] = [
+  { name: 'default', label: 'Automatic', aliases: [] },
+  { name: 'karras', label: 'Karras', aliases: [] },
+  { name: 'exponential', label: 'Exponential', aliases: [] },
+  { name: 'sgm_uniform', label: 'SGM Uniform', aliases: ['SGMUniform'] },
+  { name: 'beta', label: 'Beta', aliases: [] },
+];
+
+const scheduleKey = (s: string): string => s.trim().toLowerCase().replace(/[\s_]+/g, ' ');
+const SCHEDULE_KEYS: ReadonlyMap<string, ScheduleName> = new Map(SCHEDULES.flatMap((s) => [s.name, s.label, ...s.aliases].map((a) => [scheduleKey(a), s.name] as const)));
+const scheduleLabel = (name: ScheduleName): string => SCHEDULES.find((s) => s.name === name)!.label;
+
+/** A schedule by our name ('karras', 'sgm_uniform') or A1111's label ("Karras", "SGM Uniform", "Automatic"), case-insensitively. */
+export function scheduleName(schedule: string | undefined): ScheduleName {
+  if (schedule === undefined) return 'default';
+  const hit = typeof schedule === 'string' ? SCHEDULE_KEYS.get(scheduleKey(schedule)) : undefined;
+  if (hit) return hit;
+  throw new TypeError(
+    `unknown schedule '${String(schedule)}': use ${SCHEDULE_NAMES.map((n) => `'${n}'`).join(', ')} (or A1111's ${SCHEDULES.map((s) => `"${s.label}"`).join(', ')})`,
   );
-
-/** The schedule names there are; anything else is refused with the list. */
-function scheduleName(schedule: string | undefined): ScheduleName {
-  if (schedule === undefined || schedule === 'default' || schedule === 'karras') return schedule ?? 'default';
-  throw new TypeError(`unknown schedule '${String(schedule)}': use 'default' or 'karras'`);
 }
+
+const namesWith = (schedule: ScheduleName): string => samplerNames.filter((n) => (SPECS[n as SamplerName] as Spec).schedules.includes(schedule)).join(', ');
+
+const noSchedule = (name: SamplerName, schedule: ScheduleName): Error => {
+  const spec: Spec = SPECS[name];
+  return new Error(
+    `sampler '${name}' has no ${schedule} schedule (${spec.why ?? spec.source}): use schedule ${spec.schedules.map((s) => `'${s}'`).join(' or ')}, ` +
+      `or one of the samplers that have it: ${namesWith(schedule)}`,
+  );
+};
 
 /** Samplers whose diffusers class offers rescale_betas_zero_snr. */
 const zeroSnrNames = (): string => samplerNames.filter((n) => SPECS[n as SamplerName].zeroSnr).join(', ');
@@ -153,17 +220,24 @@ function check(name: SamplerName, opts: Omit<SamplerOptions, 'generator'>): { sc
   const spec: Spec = SPECS[name];
   const { steps, strength = 1, zeroTerminalSnr = false, prediction = 'epsilon' } = opts;
   const schedule = scheduleName(opts.schedule);
-  if (schedule === 'karras' && !spec.karras) throw noKarras(name);
-  const spacing = opts.timestepSpacing ?? spec.spacing;
+  if (!spec.schedules.includes(schedule)) throw noSchedule(name, schedule);
+  let spacing = opts.timestepSpacing ?? spec.spacing;
   if (!TIMESTEP_SPACINGS.includes(spacing)) throw new TypeError(`unknown timestep spacing '${String(spacing)}': use ${TIMESTEP_SPACINGS.map((s) => `'${s}'`).join(', ')}`);
+  if (schedule === 'sgm_uniform') {
+    if (spacing !== 'trailing' && opts.timestepSpacing !== undefined) {
+      throw new Error(`schedule 'sgm_uniform' is the 'trailing' timestep spacing (diffusers' form of A1111's SGM Uniform); it contradicts '${spacing}': leave timestepSpacing out, or use schedule 'default'`);
+    }
+    spacing = 'trailing';
+  }
   if (typeof zeroTerminalSnr !== 'boolean') throw new TypeError(`zeroTerminalSnr must be true or false, got ${String(zeroTerminalSnr)}`);
   if (!PREDICTIONS.includes(prediction)) throw new TypeError(`unknown prediction '${String(prediction)}': use 'epsilon' or 'v'`);
   if (zeroTerminalSnr && !spec.zeroSnr) {
-    throw new Error(`sampler '${name}' cannot use zero terminal SNR (diffusers' ${spec.diffusers} has no rescale_betas_zero_snr): use one of ${zeroSnrNames()}`);
+    throw new Error(`sampler '${name}' cannot use zero terminal SNR (${spec.source} has no rescale_betas_zero_snr): use one of ${zeroSnrNames()}`);
   }
   if (!Number.isInteger(steps) || steps < 1 || steps > TRAIN_STEPS) {
     throw new RangeError(`steps must be an integer from 1 to ${TRAIN_STEPS}, got ${steps}`);
   }
+  if (spec.maxSteps && steps > spec.maxSteps.steps) throw new RangeError(`sampler '${name}' takes at most ${spec.maxSteps.steps} steps, got ${steps} (${spec.maxSteps.why})`);
   if (!(strength > 0 && strength <= 1)) throw new RangeError(`strength must be in (0, 1], got ${strength}`);
   // diffusers' img2img: init_timestep = min(int(steps·strength), steps); t_start = steps − init_timestep
   const kept = Math.min(Math.floor(steps * strength), steps);
@@ -225,6 +299,15 @@ function noiseTo(spec: Spec, schedule: Schedule, latents: Tensor, noise: Tensor,
   return latents.mul(alpha).add(noise.mul(sigmaT));
 }
 
+/**
+ * Inpainting: latents after the update to step k with the unmasked part put back at that level, or
+ * after the last step as they are (DEIS's walk ends at σ_min, not 0; diffusers keeps the clean ones).
+ */
+function blender(spec: Spec, schedule: Schedule, { latents, noise, mask }: Inpaint): (x: Tensor, k: number) => Tensor {
+  const kept = mask.mul(-1).add(1);
+  return (x, k) => (k < schedule.timesteps.length ? noiseTo(spec, schedule, latents, noise, k) : latents).mul(kept).add(x.mul(mask));
+}
+
 function makeSampler(name: SamplerName): Sampler {
   const spec: Spec = SPECS[name];
   const count = ({ from, to }: { from: number; to: number }): number => spec.evals * (to - from) - (spec.evals - 1);
@@ -250,9 +333,7 @@ function makeSampler(name: SamplerName): Sampler {
           return out;
         },
       };
-      const inpaint = opts.inpaint;
-      const keep = inpaint?.mask.mul(-1).add(1);
-      const blend = inpaint && keep ? (latents: Tensor, k: number) => noiseTo(spec, schedule, inpaint.latents, inpaint.noise, k).mul(keep).add(latents.mul(inpaint.mask)) : undefined;
+      const blend = opts.inpaint ? blender(spec, schedule, opts.inpaint) : undefined;
       return spec.run(counted, x, { ...schedule, from, to, generator: opts.generator, ...(blend ? { blend } : {}) });
     },
     evaluations: (opts) => count(check(name, opts)),
@@ -263,14 +344,17 @@ const SAMPLERS = Object.fromEntries(samplerNames.map((n) => [n, makeSampler(n as
 
 const normalize = (s: string): string => s.trim().toLowerCase().replace(/\s+/g, ' ');
 
-/** Every accepted name (lowercased): ours, ours + "_karras", A1111's display names with and without " Karras". */
+/**
+ * Every accepted name (lowercased): ours, ours + "_<schedule>", A1111's display names alone and
+ * followed by a schedule type's label, as A1111 1.9+ reads them ("DPM++ 2M Karras", "Euler a SGM Uniform").
+ */
 const ALIASES: ReadonlyMap<string, { name: SamplerName; schedule?: ScheduleName }> = new Map(
   (Object.entries(SPECS) as [SamplerName, Spec][]).flatMap(([name, spec]) => {
     const plain = [name, spec.label, ...(name === 'pndm' ? ['PNDM'] : [])].map((a) => [normalize(a), { name }] as const);
-    const karras = spec.karras
-      ? [`${name}_karras`, `${spec.label} Karras`].map((a) => [normalize(a), { name, schedule: 'karras' as const }] as const)
-      : [];
-    return [...plain, ...karras];
+    const scheduled = SCHEDULES.filter((s) => s.name !== 'default' && spec.schedules.includes(s.name)).flatMap((s) =>
+      [`${name}_${s.name}`, ...[s.label, ...s.aliases].map((l) => `${spec.label} ${l}`)].map((a) => [normalize(a), { name, schedule: s.name }] as const),
+    );
+    return [...plain, ...scheduled];
   }),
 );
 
@@ -278,33 +362,43 @@ export interface ResolvedSampler {
   sampler: Sampler;
   name: SamplerName;
   schedule: ScheduleName;
-  /** The A1111 display name, e.g. "DPM++ 2M Karras" (what the infotext says). */
+  /** The A1111 display name, schedule folded in as A1111 before 1.9 named it, e.g. "DPM++ 2M Karras" (what the infotext says). */
   label: string;
   /** Model evaluations per step: 2 for second-order samplers (A1111's step_multiplier). */
   evalsPerStep: 1 | 2;
-  /** The timestep spacing of the sampler's diffusers class (used when none is given). */
+  /** The timestep spacing walked when none is given: the sampler's diffusers class's ('trailing' with sgm_uniform). */
   defaultSpacing: TimestepSpacing;
 }
 
 /**
- * Resolves a sampler by our name ('dpmpp_2m') or A1111's ('DPM++ 2M Karras'), case-insensitively.
- * A name that implies a schedule ("... Karras") conflicts with an explicit other `schedule`.
+ * Resolves a sampler by our name ('dpmpp_2m') or A1111's ('DPM++ 2M Karras'), case-insensitively,
+ * and a schedule by our name or A1111's label ("Karras", "SGM Uniform"). A name that implies a
+ * schedule ("... Karras") conflicts with an explicit other `schedule`.
  */
 export function getSampler(name: string, schedule?: string): ResolvedSampler {
   const hit = ALIASES.get(normalize(name));
   if (!hit) {
-    const labels = Object.values(SPECS).flatMap((s: Spec) => (s.karras ? [s.label, `${s.label} Karras`] : [s.label]));
-    throw new Error(`unknown sampler '${name}'. Valid names: ${samplerNames.join(', ')} (schedule 'default' or 'karras'), or A1111's: ${labels.map((l) => `"${l}"`).join(', ')}`);
+    const labels = Object.values(SPECS).map((s: Spec) => `"${s.label}"`);
+    throw new Error(
+      `unknown sampler '${name}'. Valid names: ${samplerNames.join(', ')} (schedule ${SCHEDULE_NAMES.map((n) => `'${n}'`).join(', ')}), ` +
+        `or A1111's: ${labels.join(', ')}, each also followed by a schedule type it takes, as "DPM++ 2M Karras"`,
+    );
   }
-  scheduleName(schedule);
-  if (hit.schedule && schedule !== undefined && schedule !== hit.schedule) {
+  const asked = schedule === undefined ? undefined : scheduleName(schedule);
+  if (hit.schedule && asked !== undefined && asked !== hit.schedule) {
     throw new Error(`sampler '${name}' already selects the ${hit.schedule} schedule; the schedule '${schedule}' contradicts it: pass '${hit.schedule}' or no schedule`);
   }
-  const resolved = scheduleName(hit.schedule ?? schedule);
-  if (resolved === 'karras' && !SPECS[hit.name].karras) throw noKarras(hit.name);
-  const label = SPECS[hit.name].label;
-  const { evals: evalsPerStep, spacing: defaultSpacing } = SPECS[hit.name];
-  return { sampler: SAMPLERS[hit.name], schedule: resolved, name: hit.name, label: resolved === 'karras' ? `${label} Karras` : label, evalsPerStep, defaultSpacing };
+  const resolved = hit.schedule ?? asked ?? 'default';
+  const spec: Spec = SPECS[hit.name];
+  if (!spec.schedules.includes(resolved)) throw noSchedule(hit.name, resolved);
+  return {
+    sampler: SAMPLERS[hit.name],
+    schedule: resolved,
+    name: hit.name,
+    label: resolved === 'default' ? spec.label : `${spec.label} ${scheduleLabel(resolved)}`,
+    evalsPerStep: spec.evals,
+    defaultSpacing: resolved === 'sgm_uniform' ? 'trailing' : spec.spacing,
+  };
 }
 
 /** A sampling setup to check: SamplerOptions without the run's generator and callbacks, any schedule name. */

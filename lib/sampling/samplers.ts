@@ -1,8 +1,10 @@
 // Samplers as plain functions, k-diffusion style (maths only; names and validation are in
 // registry.ts). Each one walks a Schedule (schedules.ts) and reproduces the diffusers scheduler of
 // DESIGN.md's table step for step: the same model inputs and timesteps, the same noise draws from
-// the generator, the same final latents. Samplers never ask what the network predicts: they ask
-// the Model for the quantity their update needs (x̂0, ε̂ or D), and the Model converts (denoiser.ts).
+// the generator, the same final latents; where diffusers has no class (DPM++ 2S a, DPM++ SDE,
+// DPM++ 3M SDE, and Euler a on a σ spread), k-diffusion's definition over the schedule's σ list.
+// Samplers never ask what the network predicts: they ask the Model for the quantity their update
+// needs (x̂0, ε̂ or D), and the Model converts (denoiser.ts).
 import type { Generator, Tensor } from '../tensor';
 import { sigmaAt, TRAIN_STEPS, type NoiseSchedule, type Schedule, type ScheduleName, type TimestepSpacing } from './schedules';
 
@@ -148,6 +150,12 @@ function ancestral(sigma: number, next: number): { up: number; down: number } {
   return { up: Math.fround(up), down: Math.fround(Math.sqrt(next * next - up * up)) };
 }
 
+/** k-diffusion's get_ancestral_step (η = 1) in float64: σ_up = min(σ_next, √(σ_next²(σ² − σ_next²)/σ²)), σ_down = √(σ_next² − σ_up²). */
+function ancestralStep(sigma: number, next: number): { up: number; down: number } {
+  const up = Math.min(next, Math.sqrt((next * next * (sigma * sigma - next * next)) / (sigma * sigma)));
+  return { up, down: Math.sqrt(next * next - up * up) };
+}
+
 /** The geometric mean of two σ (exp of the midpoint in log σ), as float32. */
 const logMidpoint = (a: number, b: number): number => Math.fround(Math.sqrt(a * b));
 
@@ -180,6 +188,33 @@ export async function ddpm(model: Model, x: Tensor, walk: Walk): Promise<Tensor>
     x = x0.mul((Math.sqrt(aPrev) * (1 - alpha)) / (1 - a)).add(x.mul((Math.sqrt(alpha) * (1 - aPrev)) / (1 - a)));
     const variance = Math.max(((1 - aPrev) / (1 - a)) * (1 - alpha), 1e-20);
     if (t > 0) x = x.add(randnLike(out, generator).mul(Math.sqrt(variance)));
+    x = keep(walk, x, i + 1);
+  }
+  return x;
+}
+
+/**
+ * Latent Consistency Models (Luo et al. 2023, arXiv:2310.04378; diffusers' LCMScheduler): each step
+ * maps x to the consistency function's clean estimate c_skip·x + c_out·x̂0, with the boundary
+ * scalings c_skip = σ_d²/((10t)² + σ_d²), c_out = 10t/√((10t)² + σ_d²), σ_d = 0.5 (timestep_scaling
+ * 10), then noises it afresh to the next timestep's ᾱ with a draw from the generator (every step but
+ * the last, which returns the estimate).
+ */
+export async function lcm(model: Model, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { timesteps, from, to, generator, train } = walk;
+  const sigmaData2 = 0.25;
+  for (let i = from; i < to; i++) {
+    const t = timesteps[i];
+    const out = await model.output(x, t);
+    const scaled = t * 10;
+    const cSkip = sigmaData2 / (scaled * scaled + sigmaData2);
+    const cOut = scaled / Math.sqrt(scaled * scaled + sigmaData2);
+    const denoised = model.x0(out, x, level(train.alphasCumprod[t])).mul(cOut).add(x.mul(cSkip));
+    if (i === timesteps.length - 1) x = denoised;
+    else {
+      const aPrev = train.alphasCumprod[timesteps[i + 1]];
+      x = denoised.mul(Math.sqrt(aPrev)).add(randnLike(out, generator).mul(Math.sqrt(1 - aPrev)));
+    }
     x = keep(walk, x, i + 1);
   }
   return x;
@@ -329,6 +364,111 @@ export async function dpm2Ancestral(model: Denoiser, x: Tensor, walk: Walk): Pro
   return x;
 }
 
+/**
+ * DPM-Solver++(2S) ancestral (Lu et al. 2022, arXiv:2211.01095; k-diffusion's
+ * sample_dpmpp_2s_ancestral, η = 1, s_noise = 1): a second-order single step down to σ_down through
+ * the log-σ midpoint, then fresh noise σ_up from the generator (not on the last step, which is
+ * Euler's). Inpainting keeps the unmasked latents after each whole step.
+ */
+export async function dpmpp2sAncestral(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from, to, generator, sigmaToT } = walk;
+  for (let i = from; i < to; i++) {
+    const sigma = sigmas[i];
+    const denoised = await model(x, sigma, timesteps[i]);
+    const { up, down } = ancestralStep(sigma, sigmas[i + 1]);
+    if (down === 0) x = x.add(x.sub(denoised).div(sigma).mul(down - sigma));
+    else {
+      // in t = −log σ: h = t_next − t, the midpoint s = t + h/2
+      const h = Math.log(sigma / down);
+      const mid = Math.sqrt(sigma * down);
+      const x2 = x.mul(mid / sigma).sub(denoised.mul(Math.expm1(-h / 2)));
+      const denoised2 = await model(x2, mid, sigmaToT(mid));
+      x = x.mul(down / sigma).sub(denoised2.mul(Math.expm1(-h)));
+    }
+    if (sigmas[i + 1] > 0) x = x.add(randnLike(x, generator).mul(up));
+    x = keep(walk, x, i + 1);
+  }
+  return x;
+}
+
+/**
+ * DPM-Solver++ SDE (Lu et al. 2022, arXiv:2211.01095; k-diffusion's sample_dpmpp_sde, r = 1/2,
+ * η = 1, s_noise = 1): per step an ancestral half step to the log-σ midpoint, the model there, and
+ * an ancestral whole step with (1 − 1/(2r))·D + 1/(2r)·D_mid, which is D_mid alone for r = 1/2;
+ * Euler on the last step. The noise of the two half steps is drawn from the generator, in that order, as
+ * standard Gaussians: k-diffusion (and A1111) draw it from a Brownian tree, so the same seed gives
+ * other images than theirs. Inpainting keeps the unmasked latents after each whole step.
+ */
+export async function dpmppSde(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from, to, generator, sigmaToT } = walk;
+  for (let i = from; i < to; i++) {
+    const sigma = sigmas[i];
+    const next = sigmas[i + 1];
+    const denoised = await model(x, sigma, timesteps[i]);
+    if (next === 0) x = x.add(x.sub(denoised).div(sigma).mul(next - sigma));
+    else {
+      const mid = Math.sqrt(sigma * next); // σ at t + h/2 in t = −log σ
+      const first = ancestralStep(sigma, mid);
+      let x2 = x.mul(first.down / sigma).sub(denoised.mul(Math.expm1(Math.log(first.down / sigma))));
+      x2 = x2.add(randnLike(x, generator).mul(first.up));
+      const denoised2 = await model(x2, mid, sigmaToT(mid));
+      const whole = ancestralStep(sigma, next);
+      x = x.mul(whole.down / sigma).sub(denoised2.mul(Math.expm1(Math.log(whole.down / sigma))));
+      x = x.add(randnLike(x, generator).mul(whole.up));
+    }
+    x = keep(walk, x, i + 1);
+  }
+  return x;
+}
+
+/**
+ * DPM-Solver++(3M) SDE (Lu et al. 2022, arXiv:2211.01095; k-diffusion's sample_dpmpp_3m_sde, η = 1,
+ * s_noise = 1): the exponential integrator over h_η = 2h with first and second divided differences
+ * of the last three estimates (orders 1, 2, 3 as they come), plus σ_next·√(1 − e^(−2h)) of fresh
+ * noise from the generator; the last step returns the estimate. diffusers'
+ * DPMSolverMultistepScheduler(sde-dpmsolver++, solver_order=3) is another method: its second-order
+ * start and the sign of its ½ in the D2 coefficient differ from k-diffusion's, which A1111 users run.
+ * k-diffusion draws the noise from a Brownian tree; here it is seeded Gaussian, so images differ
+ * from A1111's for the same seed.
+ */
+export async function dpmpp3mSde(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from, to, generator } = walk;
+  let d1: Tensor | undefined; // the previous estimate, and the one before it
+  let d2: Tensor | undefined;
+  let h1: number | undefined; // the previous step's h, and the one before
+  let h2: number | undefined;
+  for (let i = from; i < to; i++) {
+    const sigma = sigmas[i];
+    const next = sigmas[i + 1];
+    const denoised = await model(x, sigma, timesteps[i]);
+    let h = h1;
+    if (next === 0) x = denoised;
+    else {
+      h = Math.log(sigma / next);
+      const hEta = 2 * h;
+      x = x.mul(Math.exp(-hEta)).add(denoised.mul(-Math.expm1(-hEta)));
+      const phi2 = Math.expm1(-hEta) / hEta + 1;
+      if (h2 !== undefined && d1 && d2 && h1 !== undefined) {
+        const r0 = h1 / h;
+        const r1 = h2 / h;
+        const d10 = denoised.sub(d1).div(r0);
+        const d11 = d1.sub(d2).div(r1);
+        const dd1 = d10.add(d10.sub(d11).mul(r0 / (r0 + r1)));
+        const dd2 = d10.sub(d11).div(r0 + r1);
+        const phi3 = phi2 / hEta - 0.5;
+        x = x.add(dd1.mul(phi2)).sub(dd2.mul(phi3));
+      } else if (h1 !== undefined && d1) {
+        x = x.add(denoised.sub(d1).div(h1 / h).mul(phi2));
+      }
+      x = x.add(randnLike(x, generator).mul(next * Math.sqrt(-Math.expm1(-2 * h))));
+    }
+    x = keep(walk, x, i + 1);
+    [d1, d2] = [denoised, d1];
+    [h1, h2] = [h, h1];
+  }
+  return x;
+}
+
 /** Linear multistep (k-diffusion's sample_lms): Adams–Bashforth in σ over the last ≤ 4 derivatives. */
 export async function lms(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
   const { sigmas, timesteps, from, to } = walk;
@@ -404,6 +544,37 @@ export async function dpmpp2mSde(model: Denoiser, x: Tensor, walk: Walk): Promis
     }
     x = keep(walk, next.add(noise.mul(t.sigmaT * Math.sqrt(1 - Math.exp(-2 * h)))), i + 1);
     prev = x0;
+  }
+  return x;
+}
+
+/**
+ * DEIS, multistep, order 2 (Zhang & Chen 2022, arXiv:2204.13902; diffusers' DEISMultistepScheduler,
+ * "logrho"): the exponential integrator in ε over ρ = σ_t/α (= the VE σ), with ε̂ extrapolated by
+ * the Lagrange polynomial in log ρ through the last two steps and integrated exactly; first order
+ * (DDIM) on the first step, and on the last when the walk has under 15 steps.
+ */
+export async function deis(model: Denoiser, x: Tensor, walk: Walk): Promise<Tensor> {
+  const { sigmas, timesteps, from, to } = walk;
+  const n = timesteps.length;
+  let prev: Tensor | undefined;
+  for (let i = from; i < to; i++) {
+    const s = vp(sigmas[i]);
+    const t = vp(sigmas[i + 1]);
+    // diffusers' convert_model_output: ε̂ = (x − α·x̂0)/σ_t
+    const eps = x.sub((await model(x, sigmas[i], timesteps[i])).mul(s.alpha)).div(s.sigmaT);
+    if (!prev || (i === n - 1 && n < 15)) {
+      x = x.mul(t.alpha / s.alpha).sub(eps.mul(t.sigmaT * Math.expm1(t.lambda - s.lambda)));
+    } else {
+      const [rhoT, rho0, rho1] = [sigmas[i + 1], sigmas[i], sigmas[i - 1]];
+      // ∫ of the Lagrange basis polynomial in log ρ that is 1 at log b and 0 at log c
+      const ind = (r: number, b: number, c: number) => (r * (-Math.log(c) + Math.log(r) - 1)) / (Math.log(b) - Math.log(c));
+      const coef0 = ind(rhoT, rho0, rho1) - ind(rho0, rho0, rho1);
+      const coef1 = ind(rhoT, rho1, rho0) - ind(rho0, rho1, rho0);
+      x = x.div(s.alpha).add(eps.mul(coef0)).add(prev.mul(coef1)).mul(t.alpha);
+    }
+    x = keep(walk, x, i + 1);
+    prev = eps;
   }
   return x;
 }

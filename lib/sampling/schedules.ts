@@ -4,7 +4,23 @@
 // float32 (Math.fround) at the same points.
 import { roundHalfEven } from '../util/round';
 
-export type ScheduleName = 'default' | 'karras';
+/**
+ * σ spreads that replace a schedule's own σ between its first and last (diffusers'
+ * use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas; k-diffusion's get_sigmas_karras,
+ * get_sigmas_exponential; A1111's Karras, Exponential and Beta schedule types).
+ */
+export type SigmaSpread = 'karras' | 'exponential' | 'beta';
+
+/**
+ * What a sampler walks: 'default', its diffusers class's own timesteps; a σ spread; or
+ * 'sgm_uniform', the default with 'trailing' spacing (diffusers' equivalent of A1111's SGM Uniform).
+ */
+export type ScheduleName = 'default' | SigmaSpread | 'sgm_uniform';
+export const SCHEDULE_NAMES: readonly ScheduleName[] = ['default', 'karras', 'exponential', 'beta', 'sgm_uniform'];
+
+/** The σ spread a schedule applies, if any. */
+export const spreadOf = (schedule: ScheduleName): SigmaSpread | undefined =>
+  schedule === 'default' || schedule === 'sgm_uniform' ? undefined : schedule;
 
 /**
  * How inference timesteps are spread over the 1000 training steps (diffusers' `timestep_spacing`,
@@ -166,41 +182,147 @@ export function karrasSigmas(n: number, sigmaMin: number, sigmaMax: number, rho 
   return linspace(0, 1, n).map((r) => (maxInv + r * (minInv - maxInv)) ** rho);
 }
 
-/** Karras σ from sigmaMax down to sigmaMin, with the timesteps the model sees for them. */
-function karras(train: NoiseSchedule, steps: number, sigmaMin: number, sigmaMax: number, timestep: (t: number) => number): Omit<Schedule, 'initSigma'> {
-  const sigmas = karrasSigmas(steps, sigmaMin, sigmaMax);
+/** Exponential σ (k-diffusion's get_sigmas_exponential): evenly spaced in log σ, exp(linspace(log σ_max, log σ_min, n)). */
+export function exponentialSigmas(n: number, sigmaMin: number, sigmaMax: number): number[] {
+  return linspace(Math.log(sigmaMax), Math.log(sigmaMin), n).map(Math.exp);
+}
+
+/**
+ * Beta σ (Lee et al. 2024, "Beta Sampling is All You Need", arXiv:2407.12173; diffusers'
+ * _convert_to_beta): σ_i = σ_min + F⁻¹(1 − i/(n−1))·(σ_max − σ_min), F the Beta(α, β) CDF, α = β = 0.6.
+ */
+export function betaSigmas(n: number, sigmaMin: number, sigmaMax: number, alpha = 0.6, beta = 0.6): number[] {
+  return linspace(0, 1, n).map((r) => sigmaMin + betaQuantile(1 - r, alpha, beta) * (sigmaMax - sigmaMin));
+}
+
+/** n σ of a spread from sigmaMax down to sigmaMin. */
+export function spreadSigmas(spread: SigmaSpread, n: number, sigmaMin: number, sigmaMax: number): number[] {
+  if (spread === 'karras') return karrasSigmas(n, sigmaMin, sigmaMax);
+  return spread === 'exponential' ? exponentialSigmas(n, sigmaMin, sigmaMax) : betaSigmas(n, sigmaMin, sigmaMax);
+}
+
+/**
+ * The quantile (inverse CDF) of the Beta(a, b) distribution, scipy.stats.beta.ppf: bisection on
+ * the regularized incomplete beta function down to adjacent doubles.
+ */
+export function betaQuantile(q: number, a: number, b: number): number {
+  if (q <= 0) return 0;
+  if (q >= 1) return 1;
+  let lo = 0;
+  let hi = 1;
+  for (let mid = 0.5; mid > lo && mid < hi; mid = (lo + hi) / 2) {
+    if (incompleteBeta(mid, a, b) < q) lo = mid;
+    else hi = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+/** The regularized incomplete beta function I_x(a, b), by its continued fraction (Numerical Recipes §6.4, modified Lentz). */
+export function incompleteBeta(x: number, a: number, b: number): number {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  // the fraction converges fast for x < (a + 1)/(a + b + 2); use I_x(a, b) = 1 − I_{1−x}(b, a) above it
+  if (x > (a + 1) / (a + b + 2)) return 1 - incompleteBeta(1 - x, b, a);
+  const front = Math.exp(a * Math.log(x) + b * Math.log1p(-x) - logBeta(a, b)) / a;
+  const tiny = 1e-300;
+  let c = 1;
+  let d = 1 - ((a + b) * x) / (a + 1);
+  d = 1 / (Math.abs(d) < tiny ? tiny : d);
+  let f = d;
+  for (let m = 1; m <= 500; m++) {
+    for (const num of [(m * (b - m) * x) / ((a + 2 * m - 1) * (a + 2 * m)), -((a + m) * (a + b + m) * x) / ((a + 2 * m) * (a + 2 * m + 1))]) {
+      d = 1 + num * d;
+      d = 1 / (Math.abs(d) < tiny ? tiny : d);
+      c = 1 + num / c;
+      if (Math.abs(c) < tiny) c = tiny;
+      f *= c * d;
+    }
+    if (Math.abs(c * d - 1) < 1e-16) break;
+  }
+  return front * f;
+}
+
+/** log B(a, b) = log Γ(a) + log Γ(b) − log Γ(a + b). */
+const logBeta = (a: number, b: number): number => logGamma(a) + logGamma(b) - logGamma(a + b);
+
+/** log Γ(x) for x > 0: Lanczos approximation (g = 7, 9 terms; ~1e-15 relative), reflected below 1/2. */
+function logGamma(x: number): number {
+  if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
+  const g = 7;
+  const coef = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905,
+    -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
+  const z = x - 1;
+  let sum = coef[0];
+  for (let i = 1; i < coef.length; i++) sum += coef[i] / (z + i);
+  const t = z + g + 0.5;
+  return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(sum);
+}
+
+/** σ of a spread from sigmaMax down to sigmaMin, with the timesteps the model sees for them. */
+function spread(train: NoiseSchedule, steps: number, kind: SigmaSpread, sigmaMin: number, sigmaMax: number, timestep: (t: number) => number): Omit<Schedule, 'initSigma'> {
+  const sigmas = spreadSigmas(kind, steps, sigmaMin, sigmaMax);
   const toT = (s: number) => sigmaToT(s, train);
   return { steps, timesteps: sigmas.map((s) => timestep(toT(s))), sigmas: [...sigmas.map(f32), 0], train, sigmaToT: toT };
 }
 
 /**
- * The k-diffusion family (Euler, Euler a, Heun, LMS, DPM2, DPM2 a; diffusers' default spacing
- * "linspace"): float32 timesteps of `spacing`, σ interpolated; karras: Karras σ between the first
- * and last of those σ, with fractional timesteps (float32), which KDPM2's schedulers round to
- * integers (`roundKarras`). The starting noise scale is √(σ_0² + 1) with 'leading' (diffusers'
- * init_noise_sigma), σ_0 otherwise.
+ * The k-diffusion family (Euler, Euler a, Heun, LMS, DPM2, DPM2 a, and the k-diffusion samplers
+ * diffusers lacks; diffusers' default spacing "linspace"): float32 timesteps of `spacing`, σ
+ * interpolated; a σ spread (karras, exponential, beta) between the first and last of those σ,
+ * with fractional timesteps (float32), which KDPM2's schedulers round to integers for karras only
+ * (`roundKarras`). The starting noise scale is √(σ_0² + 1) with 'leading' (diffusers'
+ * init_noise_sigma), σ_0 otherwise. 'sgm_uniform' is the default here; the caller passes 'trailing'.
  */
 export function kdiffusionSchedule(train: NoiseSchedule, steps: number, schedule: ScheduleName, spacing: TimestepSpacing = 'linspace', roundKarras = false): Schedule {
   const timesteps = spacedTimesteps(spacing, steps).map(f32);
   const sigmas = timesteps.map((t) => sigmaAt(t, train));
-  // Karras σ span the σ of the first and last step (both σ_0 for a single step)
-  const walk: Omit<Schedule, 'initSigma'> =
-    schedule === 'karras'
-      ? karras(train, steps, sigmas[sigmas.length - 1], sigmas[0], roundKarras ? roundHalfEven : f32)
-      : { steps, timesteps, sigmas: [...sigmas.map(f32), 0], train, sigmaToT: (s) => f32(sigmaToT(s, train)) };
+  const kind = spreadOf(schedule);
+  // spread σ span the σ of the first and last step (both σ_0 for a single step)
+  const walk: Omit<Schedule, 'initSigma'> = kind
+    ? spread(train, steps, kind, sigmas[sigmas.length - 1], sigmas[0], kind === 'karras' && roundKarras ? roundHalfEven : f32)
+    : { steps, timesteps, sigmas: [...sigmas.map(f32), 0], train, sigmaToT: (s) => f32(sigmaToT(s, train)) };
   const max = walk.sigmas[0];
   return { ...walk, initSigma: spacing === 'leading' ? f32(Math.sqrt(f32(f32(max * max) + 1))) : max };
 }
 
 /**
- * DPM-Solver and UniPC (diffusers' default spacing "linspace", over steps + 1 points of which the
- * last is dropped; 'leading' likewise): integer timesteps from the top; karras: Karras σ over the
- * whole training range (spacing plays no part), timesteps rounded.
+ * DPM-Solver, UniPC and DEIS (diffusers' default spacing "linspace", over steps + 1 points of which
+ * the last is dropped; 'leading' likewise): integer timesteps from the top; a σ spread: its σ over
+ * the whole training range (spacing plays no part), the model's timesteps rounded for karras and
+ * truncated (diffusers' cast to int64) for exponential and beta.
  */
 export function multistepSchedule(train: NoiseSchedule, steps: number, schedule: ScheduleName, spacing: TimestepSpacing = 'linspace'): Schedule {
-  if (schedule === 'karras') return { ...karras(train, steps, train.sigmas[0], train.sigmas[TRAIN_STEPS - 1], roundHalfEven), initSigma: 1 };
+  const kind = spreadOf(schedule);
+  if (kind) return { ...spread(train, steps, kind, train.sigmas[0], train.sigmas[TRAIN_STEPS - 1], kind === 'karras' ? roundHalfEven : Math.trunc), initSigma: 1 };
   const timesteps = spacing === 'trailing' ? spacedTimesteps(spacing, steps) : spacedTimesteps(spacing, steps, steps + 1).slice(0, steps).map(roundHalfEven);
   return discrete(train, steps, timesteps);
+}
+
+/**
+ * DEIS (DEISMultistepScheduler): the multistep timesteps and σ, but the walk ends at the training
+ * schedule's smallest σ (σ at t = 0) rather than 0, or, with a σ spread, at its own last σ again
+ * (so that its last step moves nothing), as diffusers builds it.
+ */
+export function deisSchedule(train: NoiseSchedule, steps: number, schedule: ScheduleName, spacing: TimestepSpacing = 'linspace'): Schedule {
+  const walk = multistepSchedule(train, steps, schedule, spacing);
+  const last = spreadOf(schedule) ? walk.sigmas[steps - 1] : train.sigmas[0];
+  return { ...walk, sigmas: [...walk.sigmas.slice(0, steps), last] };
+}
+
+/** LCMScheduler's original_inference_steps: the timesteps of the distillation's 50-step schedule. */
+export const LCM_ORIGINAL_STEPS = 50;
+
+/**
+ * LCM (Luo et al. 2023, arXiv:2310.04378; diffusers' LCMScheduler): of the 50 distillation
+ * timesteps k·20 − 1 (k = 50 … 1), those at indices ⌊i·50/steps⌋. Timestep spacing plays no part.
+ */
+export function lcmSchedule(train: NoiseSchedule, steps: number): Schedule {
+  const k = Math.floor(TRAIN_STEPS / LCM_ORIGINAL_STEPS);
+  const origin = Array.from({ length: LCM_ORIGINAL_STEPS }, (_, i) => (LCM_ORIGINAL_STEPS - i) * k - 1);
+  const stride = LCM_ORIGINAL_STEPS / steps; // numpy.linspace(0, 50, steps, endpoint=False)
+  return discrete(train, steps, Array.from({ length: steps }, (_, i) => origin[Math.floor(i * stride)]));
 }
 
 /** DDPM and DDIM (diffusers' default spacing "leading", steps_offset 1): integer timesteps from the top. */

@@ -3,7 +3,7 @@
 // the edge, and the response's `info` (Processed.js()).
 import sharp from 'sharp';
 import { resolveOptions, type GenerateOptions } from '../generate/options';
-import { getSampler, samplerNames } from '../sampling/registry';
+import { getSampler, samplerNames, scheduleName, SCHEDULES } from '../sampling/registry';
 import { extractExtraNetworks } from '../text/prompt';
 import { invalid, ApiError } from './errors';
 import type { JobResult, JobSpec } from './job';
@@ -24,10 +24,11 @@ export const DEFAULT_LIMITS: Limits = { maxSide: 2048, maxImages: 16, maxSteps: 
 // ---------------------------------------------------------------------------------------------
 // Samplers and schedulers, as A1111 lists them
 
-/** A1111's k-diffusion aliases (sd_samplers_kdiffusion.py) for our samplers. */
+/** A1111's k-diffusion aliases (sd_samplers_kdiffusion.py, sd_samplers_lcm.py) for our samplers. */
 const K_ALIASES: Record<string, string[]> = {
   euler_a: ['k_euler_a', 'k_euler_ancestral'], euler: ['k_euler'], lms: ['k_lms'], heun: ['k_heun'], dpm2: ['k_dpm_2'],
   dpm2_a: ['k_dpm_2_a'], dpmpp_2m: ['k_dpmpp_2m'], dpmpp_2m_sde: ['k_dpmpp_2m_sde'], ddim: [], pndm: ['plms'], ddpm: [], unipc: [],
+  dpmpp_2s_a: ['k_dpmpp_2s_a'], dpmpp_sde: ['k_dpmpp_sde'], dpmpp_3m_sde: ['k_dpmpp_3m_sde'], deis: [], lcm: ['k_lcm'],
 };
 
 /** GET /sdapi/v1/samplers: [{name, aliases, options}]. */
@@ -35,35 +36,36 @@ export function samplerList(): { name: string; aliases: string[]; options: Recor
   return samplerNames.map((n) => ({ name: getSampler(n).label, aliases: [...(K_ALIASES[n] ?? []), n], options: {} }));
 }
 
-/** GET /sdapi/v1/schedulers: the schedules there are. */
+/** GET /sdapi/v1/schedulers: the schedules there are, as A1111 lists them (need_inner_model: built from the model's own σ table). */
 export function schedulerList(): { name: string; label: string; aliases: string[] | null; default_rho: number; need_inner_model: boolean }[] {
-  return [
-    { name: 'automatic', label: 'Automatic', aliases: null, default_rho: -1, need_inner_model: false },
-    { name: 'karras', label: 'Karras', aliases: null, default_rho: 7, need_inner_model: false },
-  ];
+  return SCHEDULES.map((s) => ({
+    name: s.name === 'default' ? 'automatic' : s.name,
+    label: s.label,
+    aliases: s.aliases.length ? [...s.aliases] : null,
+    default_rho: s.name === 'karras' ? 7 : -1,
+    need_inner_model: s.name === 'sgm_uniform' || s.name === 'beta',
+  }));
 }
 
 /**
  * A sampler_name (A1111's "DPM++ 2M Karras", "Euler a", a k_ alias, or ours) with A1111's separate
- * `scheduler` ("Automatic", "Karras") -> the label generate() takes. Unknown: 404 as A1111's
- * validate_sampler_name; a scheduler we lack: 422.
+ * `scheduler` ("Automatic", "Karras", "Exponential", "SGM Uniform", "Beta", any case) -> the label
+ * generate() takes. A schedule in the name wins over `scheduler`, as A1111 1.9+ reads it. Unknown
+ * sampler: 404 as A1111's validate_sampler_name; a scheduler we lack, or one the sampler cannot walk: 422.
  */
 export function resolveSamplerName(name: string, scheduler?: string | null): string {
   const alias = Object.entries(K_ALIASES).find(([, a]) => a.includes(name.toLowerCase().replace(/_ka$/, '')));
-  const karrasAlias = /_ka$/i.test(name);
   let resolved;
   try {
     resolved = getSampler(alias ? alias[0] : name);
   } catch {
     throw new ApiError(404, `Sampler not found: '${name}'; see GET /sdapi/v1/samplers`);
   }
-  const sched = (scheduler ?? 'automatic').toLowerCase();
-  if (sched !== 'automatic' && sched !== 'karras') throw invalid(`scheduler '${scheduler}' is not supported: use Automatic or Karras`);
-  const karras = karrasAlias || sched === 'karras' || resolved.schedule === 'karras';
   try {
-    return karras ? getSampler(resolved.name, 'karras').label : resolved.label;
+    const named = /_ka$/i.test(name) ? 'karras' : resolved.schedule;
+    return getSampler(resolved.name, named !== 'default' ? named : scheduleName(scheduler ?? 'automatic')).label;
   } catch (e) {
-    throw invalid((e as Error).message);
+    throw invalid(`${(e as Error).message}; see GET /sdapi/v1/schedulers`);
   }
 }
 

@@ -15,10 +15,13 @@ const api = (path, body) =>
 const mode = () => document.querySelector('input[name=mode]:checked').value;
 let initImage = null; // data URL
 let pngParams = null;
+let schedulers = [];
 
 async function init() {
   const [samplers, models, options] = await Promise.all([api('samplers'), api('sd-models'), api('options')]);
+  schedulers = await api('schedulers');
   $('sampler').replaceChildren(...samplers.map((s) => new Option(s.name, s.name, s.name === 'Euler a', s.name === 'Euler a')));
+  $('scheduler').replaceChildren(...schedulers.map((s) => new Option(s.label, s.name, s.name === 'automatic', s.name === 'automatic')));
   $('model').replaceChildren(...models.map((m) => new Option(m.title, m.title, false, m.title === options.sd_model_checkpoint)));
   $('model').onchange = () => api('options', { sd_model_checkpoint: $('model').value }).catch(showError);
 }
@@ -246,9 +249,11 @@ $('use-pnginfo').onclick = () => {
   if (p['Size-1']) $('width').value = p['Size-1'];
   if (p['Size-2']) $('height').value = p['Size-2'];
   if (p.Sampler) {
-    const karras = / Karras$/.test(p.Sampler);
-    $('sampler').value = p.Sampler.replace(/ Karras$/, '');
-    $('scheduler').value = karras || p['Schedule type'] === 'Karras' ? 'karras' : 'automatic';
+    // "DPM++ 2M Karras" (a schedule type folded into the name), or "DPM++ 2M" with "Schedule type: Karras"
+    const named = schedulers.flatMap((s) => [s.label, ...(s.aliases ?? [])].map((label) => ({ s, label }))).find(({ label }) => p.Sampler.endsWith(` ${label}`));
+    $('sampler').value = named ? p.Sampler.slice(0, -named.label.length - 1) : p.Sampler;
+    const typed = schedulers.find((s) => s.label.toLowerCase() === (p['Schedule type'] ?? '').toLowerCase());
+    $('scheduler').value = (named?.s ?? typed)?.name ?? 'automatic';
   }
 };
 
