@@ -170,7 +170,7 @@ export interface Binding {
    * path: a checkpoint file or a diffusers folder; vae: a VAE file replacing the checkpoint's;
    * prediction: overrides what detection decided (SD 2.x files do not say).
    */
-  loadModel(o: { path: string; device: string; dtype: DType; vae?: string; prediction?: 'epsilon' | 'v' }): Promise<NativeModel>;
+  loadModel(o: { path: string; device: string; dtype: DType; vae?: string; prediction?: 'epsilon' | 'v'; prepack?: boolean }): Promise<NativeModel>;
   /** headerOnly: format and metadata, no tensors (a .ckpt's pickle is not read). */
   loadTensors(o: { path: string; headerOnly?: boolean }): Promise<{ tensors: Array<[string, NativeTensor]>; metadata: Record<string, string>; format: string }>;
   saveTensors(o: { path: string; tensors: Record<string, NativeTensor>; metadata?: Record<string, string>; overwrite?: boolean }): Promise<void>;

@@ -73,6 +73,7 @@ Napi::Value ModelWrap::Load(const Napi::CallbackInfo& info) {
     if (!request.prediction.empty()) prediction_name(request.prediction);  // refuse a bad spelling before reading the file
     request.device = a.device("device");
     request.dtype = a.dtype("dtype");
+    request.prepack = a.boolean("prepack", true);
     return Task<Model>::run(
         info.Env(), [=] { return load_stable_diffusion(request); },
         [](Napi::Env env, Model& m) -> Napi::Value { return constructor_.New({Napi::External<Model>::New(env, &m)}); });

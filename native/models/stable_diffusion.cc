@@ -72,8 +72,7 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   // fp32 on CPU: convs on weights prepacked for oneDNN at their first call (layers.h), channels-last
   // activations; the plain weights stay zero-copy. Otherwise the VAE's conv weights are copied
   // channels-last (its convs over 512x512 activations gain ~25% that way, for 320 MB).
-  const char* env = std::getenv("SDTORCH_PREPACK");
-  const bool prepack = device.is_cpu() && dtype == at::kFloat && !(env && std::string(env) == "0");
+  const bool prepack = request.prepack && device.is_cpu() && dtype == at::kFloat;
   load_component(*sd->vae, tensors, kVaePrefix, path, sd->family, device, dtype, /*channels_last=*/!prepack);
   load_component(*sd->unet, tensors, kUNetPrefix, path, sd->family, device, dtype, false, &sd->originals);
   set_prepack(*sd->unet, prepack);

@@ -37,6 +37,7 @@ struct LoadRequest {
   std::string prediction;
   at::Device device = at::kCPU;
   at::ScalarType dtype = at::kFloat;
+  bool prepack = true;  // float32 on CPU: convs on oneDNN-prepacked weights (layers.h)
 };
 
 // Throws with a message naming the missing/mis-shaped tensor, or saying what the file is instead.

@@ -1,6 +1,6 @@
 'use strict';
 // The sdtorch side of scripts/benchmark.js: one measurement per process, a JSON line on stdout.
-//   node scripts/bench/sdtorch-side.js MODE WEIGHTS [FAMILY]
+//   node scripts/bench/sdtorch-side.js MODE WEIGHTS [FAMILY] [noprepack]
 //   FAMILY sd15 (default; MODE: load | step256 | step512 | image512 | image256)
 //          sdxl (MODE: load | step512 | step1024)
 const { performance } = require('node:perf_hooks');
@@ -9,11 +9,11 @@ const sd = require(path.join(__dirname, '..', '..', 'dist'));
 
 const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
 
-async function main(mode, weights, family = 'sd15') {
+async function main(mode, weights, family = 'sd15', variant = '') {
   const t = performance.now();
-  const pipe = await sd.loadPipeline(weights, { device: 'cpu', dtype: 'float32' });
+  const pipe = await sd.loadPipeline(weights, { device: 'cpu', dtype: 'float32', prepack: variant !== 'noprepack' });
   pipe.tokenizer.encode('warm'); // the tokenizer is part of being ready
-  const out = { impl: 'sdtorch', family, mode, load_s: (performance.now() - t) / 1000, load_from_start_s: performance.now() / 1000, load_peak_rss_mb: peakRssMb() };
+  const out = { impl: variant === 'noprepack' ? 'sdtorch-noprepack' : 'sdtorch', family, mode, load_s: (performance.now() - t) / 1000, load_from_start_s: performance.now() / 1000, load_peak_rss_mb: peakRssMb() };
   if (mode.startsWith('step')) {
     const pixels = Number(mode.slice(4));
     const side = pixels / 8;
@@ -39,7 +39,7 @@ async function main(mode, weights, family = 'sd15') {
   console.log(JSON.stringify(out));
 }
 
-main(process.argv[2], process.argv[3], process.argv[4]).catch((e) => {
+main(process.argv[2], process.argv[3], process.argv[4], process.argv[5]).catch((e) => {
   console.error(e);
   process.exit(1);
 });

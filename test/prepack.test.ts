@@ -1,0 +1,72 @@
+// float32 CPU convolutions on oneDNN-prepacked weights (LoadOptions.prepack, native/models/layers.h)
+// give what the plain convolutions give, and the packed copies follow every change of the weights:
+// a LoRA set and removed, a move to another dtype and back.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import * as sd from '../lib';
+import { REPO_ROOT, relErrTensor } from './helpers';
+import { tinyCheckpoint } from './tiny';
+
+const lora = (name: string) => path.join(REPO_ROOT, 'test', 'fixtures', 'lora', name);
+
+describe('prepacked convolutions (float32 CPU)', function () {
+  let packed: sd.Pipeline;
+  let plain: sd.Pipeline;
+  const g = new sd.Generator(7);
+  const x = g.randn([2, 4, 16, 24]);
+  const context = g.randn([2, 77, 32]);
+  const t = sd.Tensor.from(new Float32Array([999, 321]), [2]);
+  const z = g.randn([1, 4, 8, 8]);
+  const unetOf = (p: sd.Pipeline) => p.unet.forward(x, t, context);
+
+  before(async function () {
+    const file = await tinyCheckpoint();
+    packed = await sd.loadPipeline(file, { device: 'cpu' });
+    plain = await sd.loadPipeline(file, { device: 'cpu', prepack: false });
+  });
+  after(() => {
+    packed?.dispose();
+    plain?.dispose();
+  });
+
+  it('UNet and VAE outputs within 1e-5 of the plain convolutions, at two sizes', async function () {
+    assert.ok(relErrTensor(await unetOf(packed), await unetOf(plain)) < 1e-5);
+    const small = g.randn([2, 4, 8, 8]);
+    const e = relErrTensor(await packed.unet.forward(small, t, context), await plain.unet.forward(small, t, context));
+    assert.ok(e < 1e-5, `relative error ${e} at another size than the one packed for`);
+    assert.ok(relErrTensor(await packed.vae.decode(z), await plain.vae.decode(z)) < 1e-5);
+    const img = g.randn([1, 3, 32, 32]).mul(0.5);
+    assert.ok(relErrTensor(await packed.vae.encode(img), await plain.vae.encode(img)) < 1e-5);
+  });
+
+  it('a LoRA on the convolutions (LoCon) set after the first call, then removed: the packed copies follow', async function () {
+    const before = await unetOf(packed); // packs the base weights
+    const locon = [{ path: lora('tiny-locon-tucker.safetensors'), weight: -0.5 }];
+    await sd.setLoras(packed.model, locon);
+    await sd.setLoras(plain.model, locon);
+    try {
+      const withLora = await unetOf(packed);
+      assert.ok(relErrTensor(withLora, before) > 1e-3, 'the LoRA changed nothing: stale packed weights');
+      assert.ok(relErrTensor(withLora, await unetOf(plain)) < 1e-5);
+    } finally {
+      await sd.setLoras(packed.model, []);
+      await sd.setLoras(plain.model, []);
+    }
+    assert.ok(relErrTensor(await unetOf(packed), before) < 1e-6);
+  });
+
+  it('a move to bfloat16 and back: the packed copies are remade from the rounded weights', async function () {
+    const exact = await unetOf(packed);
+    for (const p of [packed, plain]) {
+      await p.model.moveTo({ component: 'unet', device: 'cpu', dtype: 'bfloat16' });
+      await p.model.moveTo({ component: 'unet', device: 'cpu', dtype: 'float32' });
+    }
+    const rounded = await unetOf(packed);
+    assert.ok(relErrTensor(rounded, exact) > 1e-4, 'bfloat16 rounding left no trace: stale packed weights');
+    assert.ok(relErrTensor(rounded, await unetOf(plain)) < 1e-5);
+  });
+
+  it('prepack must be a boolean', async function () {
+    await assert.rejects(sd.loadPipeline(await tinyCheckpoint(), { prepack: 'yes' as unknown as boolean }), /prepack must be true or false, got yes/);
+  });
+});
