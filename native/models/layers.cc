@@ -7,10 +7,10 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
   if (has_bias) bias = register_parameter("bias", torch::empty({out}));
 }
 
-Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding)
+Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding, bool has_bias)
     : stride(stride), padding(padding) {
   weight = register_parameter("weight", torch::empty({out, in, kernel, kernel}));
-  bias = register_parameter("bias", torch::empty({out}));
+  if (has_bias) bias = register_parameter("bias", torch::empty({out}));
 }
 
 GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, double eps) : groups(groups), eps(eps) {

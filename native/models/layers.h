@@ -16,7 +16,7 @@ struct LinearImpl : nn::Module {
 TORCH_MODULE(Linear);
 
 struct Conv2dImpl : nn::Module {
-  Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0);
+  Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0, bool bias = true);
   at::Tensor forward(const at::Tensor& x) { return at::conv2d(x, weight, bias, stride, padding); }
   at::Tensor weight, bias;
   int64_t stride, padding;
