@@ -21,6 +21,7 @@ export type { Lora, AppliedLora, LoraResult } from './models/lora';
 export { samplerNames } from './sampling/registry';
 export type { Prediction, TimestepSpacing } from './sampling/registry';
 export { infotextOptions as parseInfotext } from './image/infotext';
+export { encodePng } from './image/png';
 export { extractExtraNetworks, promptSchedule, parseAttention } from './text/prompt';
 export type { ExtraNetwork } from './text/prompt';
 export type { InfotextOptions } from './image/infotext';

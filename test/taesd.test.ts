@@ -164,6 +164,8 @@ describe('TAESD with a pipeline (tiny model)', function () {
       const [expected] = toImageData(await pipe.taesd!.decode(s.x0.slice(0, 0, 1)));
       assert.deepEqual(s.preview.data, expected!.data, `step ${s.step}`);
     }
+    const png = await sharp(await sd.encodePng(seen[0]!.preview)).raw().toBuffer();
+    assert.deepEqual(new Uint8Array(png), seen[0]!.preview.data);
   });
 
   it("previews without a TAESD: A1111's cheap approximation, one pixel per latent cell", async function () {
