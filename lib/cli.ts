@@ -44,6 +44,9 @@ const USAGE = `Usage:
       --aesthetic-score X  SDXL refiner's aesthetic score (default 6)
       --prediction P       epsilon | v: what the UNet predicts, when the file cannot tell (SD 2 768-v)
       --vae FILE           a separate VAE in place of the checkpoint's
+      --taesd FILE|DIR     a TAESD (tiny autoencoder): taesd_decoder.safetensors (taesdxl_decoder for SDXL),
+                           or a folder holding it; with --decoder taesd it decodes the images
+      --decoder D          vae (default) | taesd: faster, rougher images (needs --taesd)
       --out PATH           output PNG, or an existing folder for sdtorch-<seed>.png (the default, here);
                            .png is added when PATH has none; a batch adds -1, -2, ...; a name
                            taken already gets a number (never overwritten without --overwrite)
@@ -61,13 +64,15 @@ const USAGE = `Usage:
       --port N             port (default 7860)
       --weights FILE | --models DIR   one checkpoint, or a folder of them (A1111's models/ folder too)
       --vae-dir DIR --lora-dir DIR --embeddings-dir DIR   more folders (default: beside --models)
+      --taesd-dir DIR      TAESD files for live previews (taesd_decoder.*, taesdxl_decoder.*; default:
+                           --models' VAE-taesd/); without one, previews are the cheap approximation
       --api-auth USER:PASS HTTP basic auth (comma-separated pairs)
       --cors ORIGIN        allow browser calls from ORIGIN (comma-separated)
       --redis URL          put jobs on BullMQ in Redis for \`sdtorch worker\` processes
       --queue-size N       jobs that may wait (default 32; more get 503)
       --outdir DIR         where save_images writes (default ./outputs)
       --device D --dtype T as for generate
-  sdtorch worker --redis URL (--weights FILE | --models DIR) [--device D] [--dtype T]
+  sdtorch worker --redis URL (--weights FILE | --models DIR) [--taesd-dir DIR] [--device D] [--dtype T]
                            take jobs from Redis, one at a time on this device
   sdtorch info FILE        a checkpoint's (or diffusers folder's) family, prediction, dtypes and parameter counts, or a PNG's parameters
   sdtorch info --system    libtorch, CUDA and the binary that loaded (for bug reports)
@@ -176,7 +181,7 @@ const GENERATE_OPTIONS = {
   vae: { type: 'string' }, prediction: { type: 'string' }, 'rescale-cfg': { type: 'string' }, 'zero-terminal-snr': { type: 'boolean' },
   'timestep-spacing': { type: 'string' }, refiner: { type: 'string' }, 'refiner-switch-at': { type: 'string' },
   'original-size': { type: 'string' }, 'target-size': { type: 'string' }, 'crop-top-left': { type: 'string' },
-  'aesthetic-score': { type: 'string' },
+  'aesthetic-score': { type: 'string' }, taesd: { type: 'string' }, decoder: { type: 'string' },
 } as const;
 
 /** Image extensions other than PNG: refused for --out, since sdtorch writes PNG only. */
@@ -255,6 +260,9 @@ async function generate(args: string[]): Promise<void> {
   if (values.mask !== undefined && values['init-image'] === undefined)
     throw new Error('--mask needs the image to inpaint: add --init-image FILE (the mask says which of its pixels to repaint, white = repaint)');
   const prediction = oneOf(values.prediction, 'prediction', ['epsilon', 'v'] as const);
+  const decoder = oneOf(values.decoder, 'decoder', ['vae', 'taesd'] as const);
+  if (decoder === 'taesd' && values.taesd === undefined)
+    throw new Error('--decoder taesd needs --taesd FILE (taesd_decoder.safetensors; taesdxl_decoder for SDXL) or a folder holding it');
   const inpaintFlags = {
     maskBlur: pixels(values['mask-blur'], 'mask-blur'),
     inpaintArea: oneOf(values['inpaint-area'], 'inpaint-area', ['whole', 'masked'] as const),
@@ -304,7 +312,9 @@ async function generate(args: string[]): Promise<void> {
   };
   const aestheticScore = number(values['aesthetic-score'], 'aesthetic-score');
   const device = values.device ?? 'auto';
-  const pipe = await loadPipeline(weights, { device, ...(dtype ? { dtype } : {}), ...(prediction ? { prediction } : {}), ...(values.vae ? { vae: values.vae } : {}) });
+  const pipe = await loadPipeline(weights, {
+    device, ...(dtype ? { dtype } : {}), ...(prediction ? { prediction } : {}), ...(values.vae ? { vae: values.vae } : {}), ...(values.taesd ? { taesd: values.taesd } : {}),
+  });
   // The refiner loads once the base pass is done, after the base is freed: both need not fit in memory at once.
   const refinerFile = values.refiner;
   if (refinerFile !== undefined) {
@@ -313,7 +323,8 @@ async function generate(args: string[]): Promise<void> {
     const f = await native().inspectFile({ path: path.resolve(refinerFile) });
     if (!f.preset?.includes('sdxl')) throw new Error(`--refiner ${refinerFile} is not an SDXL refiner (it looks like ${f.label ?? f.family}): pass sd_xl_refiner_1.0 or another SDXL checkpoint`);
   }
-  const refiner = refinerFile !== undefined ? async () => { pipe.dispose(); return loadPipeline(refinerFile, { device, ...(dtype ? { dtype } : {}) }); } : undefined;
+  // The refiner decodes the images: it takes the TAESD too (the folder's files for its family).
+  const refiner = refinerFile !== undefined ? async () => { pipe.dispose(); return loadPipeline(refinerFile, { device, ...(dtype ? { dtype } : {}), ...(values.taesd ? { taesd: values.taesd } : {}) }); } : undefined;
   const res = await pipe.generate({
     ...sizes,
     ...(aestheticScore !== undefined ? { aestheticScore } : {}),
@@ -342,6 +353,7 @@ async function generate(args: string[]): Promise<void> {
     ...(rescaleCfg !== undefined ? { rescaleCfg } : {}),
     ...(zeroTerminalSnr !== undefined ? { zeroTerminalSnr } : {}),
     ...(timestepSpacing !== undefined ? { timestepSpacing } : {}),
+    ...(decoder !== undefined ? { decoder } : {}),
     onProgress: progressBar,
   }).catch((e: Error) => {
     throw inFlags(e);
@@ -360,7 +372,7 @@ async function generate(args: string[]): Promise<void> {
 const SERVICE_OPTIONS = {
   host: { type: 'string' }, port: { type: 'string' }, weights: { type: 'string' }, models: { type: 'string' },
   'vae-dir': { type: 'string' }, 'lora-dir': { type: 'string' }, 'embeddings-dir': { type: 'string' },
-  'api-auth': { type: 'string' }, cors: { type: 'string' }, redis: { type: 'string' }, 'queue-size': { type: 'string' },
+  'taesd-dir': { type: 'string' }, 'api-auth': { type: 'string' }, cors: { type: 'string' }, redis: { type: 'string' }, 'queue-size': { type: 'string' },
   outdir: { type: 'string' }, device: { type: 'string' }, dtype: { type: 'string' }, name: { type: 'string' },
 } as const;
 
@@ -371,7 +383,7 @@ function serviceArgs(args: string[]) {
   const folders = {
     ...(values.weights ? { weights: values.weights } : {}), ...(values.models ? { models: values.models } : {}),
     ...(values['vae-dir'] ? { vaeDir: values['vae-dir'] } : {}), ...(values['lora-dir'] ? { loraDir: values['lora-dir'] } : {}),
-    ...(values['embeddings-dir'] ? { embeddingsDir: values['embeddings-dir'] } : {}),
+    ...(values['embeddings-dir'] ? { embeddingsDir: values['embeddings-dir'] } : {}), ...(values['taesd-dir'] ? { taesdDir: values['taesd-dir'] } : {}),
   };
   const device = { ...(values.device ? { device: values.device } : {}), ...(values.dtype ? { dtype: values.dtype as (typeof DTYPES)[number] } : {}) };
   return { values, folders, device };
@@ -420,6 +432,7 @@ async function worker(args: string[]): Promise<void> {
 /** What `sdtorch info` says of files that are not whole checkpoints but that sdtorch uses. */
 const ADD_ONS: Record<string, string> = {
   vae: 'a VAE: use it with --vae FILE (loadPipeline(model, { vae }))',
+  taesd: 'a TAESD (tiny autoencoder) file: use it with --taesd FILE (loadPipeline(model, { taesd })) for previews and --decoder taesd',
   lora: 'a LoRA: use it with --lora FILE:W or <lora:name:W>',
   embedding: 'a textual-inversion embedding: put it in a folder given with --embeddings DIR and write its file name in the prompt',
 };

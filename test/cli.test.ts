@@ -241,6 +241,26 @@ describe('sdtorch CLI', function () {
     assert.match(te.out, /loads as: part of the diffusers folder test\/fixtures\/diffusers-tiny-safetensors: pass the folder itself/);
   });
 
+  it('--taesd with --decoder taesd decodes with the TAESD; --decoder taesd alone says to add --taesd; info names a TAESD file', function () {
+    const taesd = path.join(repoRoot, 'test', 'fixtures', 'tiny-taesd');
+    const args = ['generate', 'a cat', '--steps', '2', '--seed', '4', '--width', '16', '--height', '16', '--weights', weights, '--overwrite'];
+    const fast = run([...args, '--taesd', taesd, '--decoder', 'taesd', '--out', path.join(dir, 'fast.png')]);
+    assert.equal(fast.code, 0, fast.err);
+    const full = run([...args, '--taesd', taesd, '--out', path.join(dir, 'full.png')]);
+    assert.equal(full.code, 0, full.err);
+    const [a, b] = [fs.readFileSync(path.join(dir, 'fast.png')), fs.readFileSync(path.join(dir, 'full.png'))];
+    assert.deepEqual([a.readUInt32BE(16), a.readUInt32BE(20)], [16, 16]);
+    assert.ok(!a.equals(b), 'the TAESD and the VAE made the same PNG');
+    const alone = run([...args, '--decoder', 'taesd']);
+    assert.equal(alone.code, 1);
+    assert.match(alone.err, /--decoder taesd needs --taesd FILE/);
+    const bad = run([...args, '--decoder', 'fast']);
+    assert.match(bad.err, /--decoder must be one of vae, taesd, got 'fast'/);
+    const info = run(['info', path.join(taesd, 'taesd_decoder.safetensors')]);
+    assert.equal(info.code, 0, info.err);
+    assert.match(info.out, /family: taesd\n {2}loads as: a TAESD \(tiny autoencoder\) file: use it with --taesd FILE/);
+  });
+
   it('info --system reports libtorch and the binary', function () {
     const r = run(['info', '--system']);
     assert.equal(r.code, 0, r.err);

@@ -1,6 +1,6 @@
 // generate() options: their types, defaults and validation. A whole job is resolved and checked
 // here, once, before any work starts (the sampler, its schedule and steps included).
-import type { Size } from '../image/io';
+import type { RgbImage, Size } from '../image/io';
 import type { Family } from '../models/family';
 import type { Lora } from '../models/lora';
 import type { HiresOptions } from './hires';
@@ -24,7 +24,16 @@ export interface Progress {
    * call it inside onProgress only (for previews such as A1111's live preview).
    */
   denoised?: () => Tensor;
+  /**
+   * With previewEvery: at every previewEvery-th evaluation and at the last, the first image's
+   * current estimate as 8-bit RGB, decoded by the pipeline's TAESD when one is loaded (the image's
+   * size), else by A1111's cheap latent -> RGB approximation (one pixel per latent cell: 64x64 for 512x512).
+   */
+  preview?: RgbImage;
 }
+
+/** What decodes the final latents into the images: the checkpoint's VAE, or the TAESD loaded with the pipeline. */
+export type Decoder = 'vae' | 'taesd';
 
 export interface GenerateOptions {
   prompt: string | string[];
@@ -134,11 +143,22 @@ export interface GenerateOptions {
   /** Starting noise [B,4,H/8,W/8] instead of drawing it from the seed (txt2img). */
   latents?: Tensor;
   onProgress?: (p: Progress) => void;
+  /**
+   * Give onProgress a preview image (Progress.preview) every this many model evaluations, and at
+   * the last; each costs a TAESD decode when one is loaded. Default: none.
+   */
+  previewEvery?: number;
   signal?: AbortSignal;
   /** Where networks wait while another stage runs (e.g. 'cpu' to save GPU memory). */
   idleDevice?: string;
   /** Decode to PNGs (default true); false returns latents only. */
   decode?: boolean;
+  /**
+   * 'vae' (default): the checkpoint's VAE decodes the images; 'taesd': the TAESD loaded with the
+   * pipeline (loadPipeline's taesd option) does, several times faster and rougher (hires' and the
+   * refiner's last pass included; vaeTiling does not apply to it).
+   */
+  decoder?: Decoder;
   /** A1111's "Clip skip": 1 = the text encoder's last layer (default), 2 = the penultimate, ... */
   clipSkip?: number;
   /** How (weights:1.2) act: 'original' (A1111's default, mean restored), 'no-norm', 'ignore', 'none' (brackets are text). */
@@ -212,6 +232,9 @@ export interface ResolvedOptions {
   micro: MicroConditioning;
   denoisingStart: number | undefined;
   denoisingEnd: number | undefined;
+  decoder: Decoder;
+  /** Undefined: no previews. */
+  previewEvery: number | undefined;
 }
 
 export type InpaintArea = 'whole' | 'masked';
@@ -344,6 +367,8 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
   optionalType(o, 'signal', (v) => v instanceof AbortSignal, 'an AbortSignal');
   optionalType(o, 'idleDevice', (v) => typeof v === 'string', "a device name such as 'cpu'");
   optionalType(o, 'decode', (v) => typeof v === 'boolean', 'true or false');
+  optionalType(o, 'decoder', (v) => v === 'vae' || v === 'taesd', "'vae' or 'taesd'");
+  optionalType(o, 'previewEvery', (v) => typeof v === 'number' && Number.isInteger(v) && v >= 1, 'a whole number of model evaluations, 1 or more');
   optionalType(o, 'vaeTiling', (v) => typeof v === 'boolean' || v === 'auto', "true, false or 'auto'");
   optionalType(o, 'emphasis', (v) => EMPHASIS.includes(v as Emphasis), `one of ${EMPHASIS.map((e) => `'${e}'`).join(', ')}`);
   optionalType(o, 'embeddingDirs', (v) => Array.isArray(v) && v.every((d) => typeof d === 'string'), 'an array of folder paths');
@@ -393,6 +418,7 @@ export function resolveOptions(o: GenerateOptions, traits?: ModelTraits): Resolv
   return {
     prompts, negatives, steps, cfgScale, sampler, seed, width, height, batchSize, strength, clipSkip, inpaint, rescaleCfg,
     zeroTerminalSnr: o.zeroTerminalSnr ?? false, timestepSpacing, micro, denoisingStart: o.denoisingStart, denoisingEnd: o.denoisingEnd,
+    decoder: o.decoder ?? 'vae', previewEvery: o.previewEvery,
     emphasis: o.emphasis ?? 'original', embeddingDirs: o.embeddingDirs ?? [], padCondUncond: o.padCondUncond ?? false,
     loras: (o.loras ?? []).map((l) => ({ path: l.path, weight: l.weight ?? 1 })), loraDirs: o.loraDirs ?? [],
   };

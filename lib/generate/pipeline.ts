@@ -7,7 +7,8 @@ import { loadImage, toImageData, type RgbImage, type Size } from '../image/io';
 import { familyOf, type Family } from '../models/family';
 import { modelHash } from '../models/hash';
 import { loraHash, setLoras, type AppliedLora } from '../models/lora';
-import { TextEncoder, Tokenizer, UNet, VAE } from '../models/networks';
+import { TextEncoder, Tokenizer, UNet, VAE, type TinyAutoencoder } from '../models/networks';
+import { checkTaesdFits, loadTaesd, requireTaesd, taesdFiles, taesdPaths, type TaesdLoadOptions, type TaesdSource } from '../models/taesd';
 import type { DType, NativeModel } from '../native/binding';
 import { native } from '../native/load';
 import { guidedModel, type Prediction } from '../sampling/denoiser';
@@ -24,6 +25,7 @@ import { checkedLatents, img2imgStart, inpaintStart, latentsImg2imgStart, txt2im
 import { checkSize, KEEP_INFOTEXTS, resolveOptions, type CropTopLeft, type GenerateOptions, type MicroConditioning, type ResolvedOptions, type StageOptions } from './options';
 import { resolveLoras } from './loras';
 import { planPrompts } from './prompts';
+import { previewImage } from './preview';
 import { progressReporter } from './progress';
 
 /**
@@ -78,6 +80,13 @@ export interface LoadOptions {
    * float16/bfloat16.
    */
   prepack?: boolean;
+  /**
+   * A TAESD (tiny autoencoder, madebyollin/taesd) for live previews and generate({ decoder: 'taesd' }):
+   * its decoder file (taesd_decoder.safetensors for SD 1.x/2.x, taesdxl_decoder.safetensors for
+   * SDXL; .pth too), [decoder, encoder] files, a diffusers AutoencoderTiny file, or a folder holding
+   * them (the files for the model's family are picked: taesd_* or taesdxl_*).
+   */
+  taesd?: TaesdSource;
 }
 
 export function resolveDevice(device = 'auto'): string {
@@ -99,6 +108,7 @@ export class Pipeline {
   readonly vaeScale: number;
   /** The end of the last queued job: one generate() at a time per pipeline. */
   private queue: Promise<unknown> = Promise.resolve();
+  private tiny: TinyAutoencoder | undefined;
 
   /** @internal */
   constructor(
@@ -118,6 +128,34 @@ export class Pipeline {
     this.vaeScale = this.family.vaeScaleFactor;
   }
 
+  /** The TAESD loaded (loadPipeline's taesd option, or loadTaesd), if any. */
+  get taesd(): TinyAutoencoder | undefined {
+    return this.tiny;
+  }
+
+  /**
+   * Loads a TAESD (see LoadOptions.taesd) on the pipeline's device and dtype, replacing any loaded
+   * before; for previews and generate({ decoder: 'taesd' }). Rejects, keeping the one there was,
+   * when a file is no TAESD or one of another latent space.
+   */
+  async loadTaesd(source: TaesdSource, /** @internal the call named in errors */ where = 'loadTaesd()'): Promise<TinyAutoencoder> {
+    const files = taesdFiles(source, this.family, where);
+    const tae = await loadTaesd(files, { device: this.device, dtype: this.dtype as TaesdLoadOptions['dtype'] });
+    try {
+      checkTaesdFits(tae, this.family, where);
+    } catch (e) {
+      tae.dispose();
+      throw e;
+    }
+    // Swapped between jobs (the job queue): a running job keeps the one it started with.
+    const swap = this.queue.then(() => {
+      this.tiny?.dispose();
+      return (this.tiny = tae);
+    });
+    this.queue = swap.catch(() => undefined);
+    return swap;
+  }
+
   get name(): string {
     return path.basename(this.path).replace(/\.(safetensors|ckpt|pt|pth)$/, '');
   }
@@ -134,6 +172,8 @@ export class Pipeline {
    * and run one at a time (networks move between devices mid-call with idleDevice).
    */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
+    // Before any pass runs; with a refiner, its pipeline decodes (refiner.ts checks it).
+    if (options?.decoder === 'taesd' && options.decode !== false && options.refiner === undefined) requireTaesd(this);
     if (options?.refiner !== undefined) return generateRefined(this, options, (o) => this.generate(o));
     if (options?.hires !== undefined) return generateHires(this, options, (o) => this.generate(o));
     const o = resolveOptions(options, this.family);
@@ -218,7 +258,8 @@ export class Pipeline {
       x = txt2imgStart(this.family, sampler, opts, generator, this.device, batch, size, options.latents);
     }
 
-    opts.onStep = progressReporter(sampler.evaluations(opts), options.onProgress);
+    const preview = o.previewEvery ? { every: o.previewEvery, make: (x0: Tensor) => previewImage(x0, this.family, this.tiny) } : undefined;
+    opts.onStep = progressReporter(sampler.evaluations(opts), options.onProgress, preview);
     const timeIds = sdxl ? sdxlTimeIds(this.family, o.micro, size, batch, this.device) : undefined;
     const model = guidedModel(this.unet, plan.contextAt, {
       cfgScale: o.cfgScale, rescale: o.rescaleCfg, prediction: this.family.prediction, pad: o.padCondUncond, ...(empty ? { empty } : {}), ...(concat ? { concat } : {}),
@@ -231,7 +272,7 @@ export class Pipeline {
       return { images: [], latents, seed: o.seed, infotexts };
     }
 
-    const decoded = await stage(this.vae, () => this.decode(latents, vaeTile(size) / this.vaeScale));
+    const decoded = o.decoder === 'taesd' ? await requireTaesd(this).decode(latents) : await stage(this.vae, () => this.decode(latents, vaeTile(size) / this.vaeScale));
     const infotexts = await this.infotexts(o, options, size, label, plan.usedEmbeddings, loras.applied);
     const pixels: RgbImage[] = inpaint ? inpaint.finish(toImageData(decoded)) : toImageData(decoded);
     const images = await Promise.all(pixels.map((img, i) => encodePng(img, infotexts[i])));
@@ -309,9 +350,10 @@ export class Pipeline {
     );
   }
 
-  /** Frees the weights; safe to call twice. */
+  /** Frees the weights (the TAESD's too); safe to call twice. */
   dispose(): void {
     this.model.dispose();
+    this.tiny?.dispose();
   }
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
@@ -356,7 +398,7 @@ function sdxlTimeIds(family: Family, m: MicroConditioning, size: Size, batch: nu
  */
 export async function loadPipeline(file: string, options: LoadOptions = {}): Promise<Pipeline> {
   if (typeof file !== 'string') throw new TypeError(`loadPipeline(): the path must be a string, got ${typeof file}`);
-  if (typeof options !== 'object' || options === null) throw new TypeError('loadPipeline(): options must be an object ({ device, dtype, prediction, vae })');
+  if (typeof options !== 'object' || options === null) throw new TypeError('loadPipeline(): options must be an object ({ device, dtype, prediction, vae, taesd })');
   if (options.device !== undefined && typeof options.device !== 'string') throw new TypeError("loadPipeline(): device must be 'cpu', 'cuda', 'cuda:N' or 'auto'");
   if (options.dtype !== undefined && !WEIGHT_DTYPES.includes(options.dtype))
     throw new TypeError(`loadPipeline(): unknown dtype '${String(options.dtype)}'; use ${WEIGHT_DTYPES.join(', ')}`);
@@ -366,6 +408,7 @@ export async function loadPipeline(file: string, options: LoadOptions = {}): Pro
     throw new TypeError('loadPipeline(): vae must be the path of a VAE file (.safetensors or .ckpt)');
   if (options.prepack !== undefined && typeof options.prepack !== 'boolean')
     throw new TypeError(`loadPipeline(): prepack must be true or false, got ${String(options.prepack)}`);
+  if (options.taesd !== undefined) taesdPaths(options.taesd); // before the model loads
   const device = resolveDevice(options.device);
   const dtype = options.dtype ?? (device.startsWith('cuda') ? 'float16' : 'float32');
   const vae = options.vae === undefined ? undefined : path.resolve(options.vae);
@@ -373,5 +416,14 @@ export async function loadPipeline(file: string, options: LoadOptions = {}): Pro
     path: path.resolve(file), device, dtype, ...(options.prediction ? { prediction: options.prediction } : {}), ...(vae ? { vae } : {}),
     ...(options.prepack === false ? { prepack: false } : {}),
   });
-  return new Pipeline(model, path.resolve(file), device, dtype, vae);
+  const pipe = new Pipeline(model, path.resolve(file), device, dtype, vae);
+  if (options.taesd !== undefined) {
+    try {
+      await pipe.loadTaesd(options.taesd, 'loadPipeline()');
+    } catch (e) {
+      pipe.dispose();
+      throw e;
+    }
+  }
+  return pipe;
 }

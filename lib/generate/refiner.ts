@@ -6,6 +6,7 @@ import { modelHash } from '../models/hash';
 import { extractExtraNetworks } from '../text/prompt';
 import { evaluations } from './hires';
 import { KEEP_INFOTEXTS, type GenerateOptions, type Progress, type StageOptions } from './options';
+import { requireTaesd } from '../models/taesd';
 import type { GenerateResult, Pipeline } from './pipeline';
 
 export interface RefinerOptions {
@@ -43,6 +44,9 @@ export async function generateRefined(pipe: Pipeline, options: GenerateOptions, 
   const given = refiner!.pipeline as unknown;
   const loader = typeof given === 'function' ? (given as () => Promise<Pipeline>) : undefined;
   if (!loader) checkRefiner(pipe, given);
+  // The refiner's pass decodes: decoder 'taesd' needs its TAESD (a loaded refiner is checked when it comes).
+  const taesd = rest.decoder === 'taesd' && decode !== false;
+  if (!loader && taesd) requireTaesd(given as Pipeline);
   const switchAt = refiner!.switchAt ?? 0.8;
   if (typeof switchAt !== 'number' || !(switchAt > 0 && switchAt < 1)) fail(`.switchAt must be in (0, 1), got ${String(switchAt)}`);
   if (rest.mask !== undefined || rest.hires !== undefined || rest.denoisingStart !== undefined || rest.denoisingEnd !== undefined)
@@ -67,6 +71,7 @@ export async function generateRefined(pipe: Pipeline, options: GenerateOptions, 
     const loaded = await loader();
     try {
       other = checkRefiner(pipe, loaded);
+      if (taesd) requireTaesd(other);
     } catch (e) {
       if (loaded !== pipe && typeof (loaded as Partial<Pipeline>)?.dispose === 'function') loaded.dispose();
       throw e;

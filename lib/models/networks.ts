@@ -1,5 +1,5 @@
 // Typed facades of the networks of a loaded checkpoint: each forward is a Promise.
-import type { Component, DType, NativeModel, NativeTensor } from '../native/binding';
+import type { Component, DType, NativeModel, NativeTaesd, NativeTaesdInfo, NativeTensor } from '../native/binding';
 import { Tensor } from '../tensor';
 import type { CLIPTokenizer } from '../text/clip-tokenizer';
 
@@ -122,5 +122,35 @@ export class VAE extends Network {
   /** Unscaled latents [B,4,h,w] -> images [B,3,8h,8w], about [-1,1]. */
   async decode(z: Tensor, options: TileOptions = {}): Promise<Tensor> {
     return new Tensor(await this.model.vaeDecode({ latents: handle(z), tile: options.tile ?? 0 }));
+  }
+}
+
+/**
+ * TAESD, the tiny autoencoder (madebyollin/taesd; diffusers' AutoencoderTiny): a fast, rougher VAE
+ * that works on the latents the UNet sees, without the VAE's latentScale. From loadTaesd, or a
+ * pipeline's (loadPipeline's taesd option).
+ */
+export class TinyAutoencoder {
+  /** @internal */
+  constructor(
+    private readonly net: NativeTaesd,
+    /** The files it was loaded from. */
+    readonly files: readonly string[],
+  ) {}
+  /** Its halves, latent channels, pixels per latent cell (scale: 8 for the published ones), device and dtype. */
+  get info(): NativeTaesdInfo {
+    return this.net.info();
+  }
+  /** images [B,3,H,W] in [-1,1] -> UNet-space latents [B,4,H/scale,W/scale], as diffusers' AutoencoderTiny.encode(x).latents. */
+  async encode(images: Tensor): Promise<Tensor> {
+    return new Tensor(await this.net.encode({ images: handle(images) }));
+  }
+  /** UNet-space latents [B,4,h,w] -> images [B,3,scale·h,scale·w], about [-1,1] (float, not clamped), as AutoencoderTiny.decode(z).sample. */
+  async decode(latents: Tensor): Promise<Tensor> {
+    return new Tensor(await this.net.decode({ latents: handle(latents) }));
+  }
+  /** Frees the weights; safe to call twice. */
+  dispose(): void {
+    this.net.dispose();
   }
 }

@@ -153,6 +153,26 @@ export interface NativeModel {
   dispose(): void;
 }
 
+/** A loaded TAESD (native/models/taesd.h): its halves, structure and where its weights are. */
+export interface NativeTaesdInfo {
+  encoder: boolean;
+  decoder: boolean;
+  latentChannels: number;
+  /** Image pixels per latent cell (8 for the published TAESDs). */
+  scale: number;
+  device: string;
+  dtype: DType;
+}
+
+export interface NativeTaesd {
+  info(): NativeTaesdInfo;
+  /** images [B,3,H,W] in [-1,1] -> UNet-space latents [B,C,H/scale,W/scale]; rejects without an encoder. */
+  encode(o: { images: NativeTensor }): Promise<NativeTensor>;
+  /** UNet-space latents [B,C,h,w] (no 1/latentScale) -> images [B,3,scale·h,scale·w] about [-1,1]; rejects without a decoder. */
+  decode(o: { latents: NativeTensor }): Promise<NativeTensor>;
+  dispose(): void;
+}
+
 export interface SystemInfo {
   /** The libtorch that is loaded. */
   torchVersion: string;
@@ -171,6 +191,11 @@ export interface Binding {
    * prediction: overrides what detection decided (SD 2.x files do not say).
    */
   loadModel(o: { path: string; device: string; dtype: DType; vae?: string; prediction?: 'epsilon' | 'v'; prepack?: boolean }): Promise<NativeModel>;
+  /**
+   * A TAESD: one file per half (published layout), or a diffusers AutoencoderTiny file with both.
+   * Rejects naming the file when it is no TAESD or two files hold the same half.
+   */
+  loadTaesd(o: { paths: string[]; device: string; dtype: DType }): Promise<NativeTaesd>;
   /** headerOnly: format and metadata, no tensors (a .ckpt's pickle is not read). */
   loadTensors(o: { path: string; headerOnly?: boolean }): Promise<{ tensors: Array<[string, NativeTensor]>; metadata: Record<string, string>; format: string }>;
   saveTensors(o: { path: string; tensors: Record<string, NativeTensor>; metadata?: Record<string, string>; overwrite?: boolean }): Promise<void>;
@@ -179,7 +204,7 @@ export interface Binding {
   inspectFile(o: { path: string }): Promise<{
     /** "safetensors" | "ckpt" | "diffusers" */
     format: string;
-    /** What it looks like: "sd1", "sd1-inpaint", "sd2", "sd2-inpaint", "sdxl", "sd3", "flux", "video", "lora", "vae", ... */
+    /** What it looks like: "sd1", "sd1-inpaint", "sd2", "sd2-inpaint", "sdxl", "sd3", "flux", "video", "lora", "vae", "taesd", ... */
     family: string;
     /** The preset it loads as, with its prediction and label; null when sdtorch does not load it. */
     preset: string | null;

@@ -179,7 +179,8 @@ export async function buildApp(o: AppOptions): Promise<SdtorchApp> {
     sd_model_checkpoint: models.findCheckpoint(settings.sd_model_checkpoint ?? '')?.title ?? settings.sd_model_checkpoint ?? null,
     sd_checkpoint_hash: models.findCheckpoint(settings.sd_model_checkpoint ?? '')?.sha256 ?? null,
     live_previews_enable: settings.show_progress_every_n_steps > 0,
-    show_progress_type: 'Approx cheap',
+    // What this process's folders give (workers on other machines use their own).
+    show_progress_type: models.dirs.taesd !== undefined ? 'TAESD' : 'Approx cheap',
     samples_format: 'png',
     samplers_available: samplerNames.length,
   }));

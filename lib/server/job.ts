@@ -68,7 +68,7 @@ export interface JobProgress {
   steps: number;
   /** Seconds left in this job, from the current rate. */
   etaSeconds: number;
-  /** base64 PNG: the cheap latent -> RGB approximation of the current estimate. */
+  /** base64 PNG of the current estimate: decoded by the TAESD when one is loaded, else the cheap latent -> RGB approximation. */
   preview?: string;
   jobTimestamp: string;
 }

@@ -15,6 +15,12 @@ export interface ModelFolders {
   vaeDir?: string;
   loraDir?: string;
   embeddingsDir?: string;
+  /**
+   * TAESD files for live previews (taesd_decoder.* for SD 1.x/2.x, taesdxl_decoder.* for SDXL, as in
+   * A1111's models/VAE-taesd, used by default with --models); a family without its files gets the
+   * cheap approximation.
+   */
+  taesdDir?: string;
 }
 
 export interface Checkpoint {
@@ -66,7 +72,7 @@ export class ModelStore {
   vaes: { model_name: string; filename: string }[] = [];
   /** Settles when every listed checkpoint's hash is known (hashing runs in the background). */
   hashing: Promise<void> = Promise.resolve();
-  readonly dirs: { checkpoints?: string; vae?: string; lora?: string; embeddings?: string };
+  readonly dirs: { checkpoints?: string; vae?: string; lora?: string; embeddings?: string; taesd?: string };
 
   constructor(readonly folders: ModelFolders) {
     const a1111 = (sub: string) => (folders.models && isDir(path.join(folders.models, sub)) ? path.join(folders.models, sub) : undefined);
@@ -75,6 +81,7 @@ export class ModelStore {
       vae: folders.vaeDir ?? a1111('VAE'),
       lora: folders.loraDir ?? a1111('Lora'),
       embeddings: folders.embeddingsDir ?? (folders.models && isDir(path.join(folders.models, '..', 'embeddings')) ? path.join(folders.models, '..', 'embeddings') : undefined),
+      taesd: folders.taesdDir ?? a1111('VAE-taesd'),
     };
   }
 

@@ -1,10 +1,12 @@
 // Runs one JobSpec on this process's device: the checkpoint it names (loaded on demand, one at a
-// time), A1111's n_iter loop with skip and interrupt, progress with live previews. Used by the
+// time, with the TAESD of the store's folder for its family when there is one), A1111's n_iter loop
+// with skip and interrupt, progress with live previews (TAESD, else the cheap approximation). Used by the
 // in-process queue and by `sdtorch worker`; the server never touches tensors itself.
 import { loadPipeline, type LoadOptions, type Pipeline } from '../generate/pipeline';
 import type { GenerateOptions, Progress } from '../generate/options';
+import { encodePng } from '../image/png';
 import { modelHash } from '../models/hash';
-import { latentPreview } from './preview';
+import { findTaesd } from '../models/taesd';
 import { jobTimestamp, type JobControl, type JobProgress, type JobResult, type JobSpec } from './job';
 import type { ModelStore } from './models';
 
@@ -45,7 +47,7 @@ export class Runner {
     this.pipe?.dispose();
     this.pipe = undefined;
     const load: LoadOptions = { device: this.options.device ?? 'auto', ...(this.options.dtype ? { dtype: this.options.dtype } : {}), ...(vaeFile ? { vae: vaeFile } : {}) };
-    this.pipe = await loadPipeline(ckpt.filename, load);
+    this.pipe = await this.withTaesd(await loadPipeline(ckpt.filename, load));
     this.loaded = { file: ckpt.filename, ...(vaeFile ? { vae: vaeFile } : {}) };
     return this.pipe;
   }
@@ -57,8 +59,21 @@ export class Runner {
     if (this.refiner?.file === ckpt.filename) return this.refiner.pipe;
     this.refiner?.pipe.dispose();
     this.refiner = undefined;
-    const pipe = await loadPipeline(ckpt.filename, { device: this.options.device ?? 'auto', ...(this.options.dtype ? { dtype: this.options.dtype } : {}) });
+    const pipe = await this.withTaesd(await loadPipeline(ckpt.filename, { device: this.options.device ?? 'auto', ...(this.options.dtype ? { dtype: this.options.dtype } : {}) }));
     this.refiner = { file: ckpt.filename, pipe };
+    return pipe;
+  }
+
+  /** `pipe` with the TAESD folder's files for its family loaded, when the folder has them (previews by TAESD). */
+  private async withTaesd(pipe: Pipeline): Promise<Pipeline> {
+    const files = this.store.dirs.taesd === undefined ? undefined : findTaesd(this.store.dirs.taesd, pipe.family);
+    if (files === undefined) return pipe;
+    try {
+      await pipe.loadTaesd(files);
+    } catch (e) {
+      pipe.dispose();
+      throw e;
+    }
     return pipe;
   }
 
@@ -83,7 +98,7 @@ export class Runner {
         if (control.interrupted) break;
         const signal = control.nextIteration();
         const seed = spec.seed + n * spec.batchSize;
-        const report = (p: Progress) => this.progress(spec, pipe, p, { jobNo, jobCount, jobTimestamp: started }, onProgress);
+        const report = (p: Progress) => this.progress(p, { jobNo, jobCount, jobTimestamp: started }, onProgress);
         try {
           const res = await pipe.generate({ ...this.generateOptions(spec, part, seed, signal, report), ...(refiner ? { refiner } : {}) });
           out.images.push(...res.images.map((b) => b.toString('base64')));
@@ -123,6 +138,7 @@ export class Runner {
       clipSkip: spec.clipSkip,
       signal,
       onProgress,
+      ...(spec.previewEvery > 0 ? { previewEvery: spec.previewEvery } : {}),
       ...(dirs.lora ? { loraDirs: [dirs.lora] } : {}),
       ...(dirs.embeddings ? { embeddingDirs: [dirs.embeddings] } : {}),
       ...(part.image ? { image: part.image, strength: spec.strength ?? 0.75 } : {}),
@@ -133,18 +149,15 @@ export class Runner {
 
   private lastPreview = 0;
 
-  private progress(spec: JobSpec, pipe: Pipeline, p: Progress, at: { jobNo: number; jobCount: number; jobTimestamp: string }, onProgress?: (p: JobProgress) => void): void {
+  private progress(p: Progress, at: { jobNo: number; jobCount: number; jobTimestamp: string }, onProgress?: (p: JobProgress) => void): void {
     if (!onProgress) return;
     const report: JobProgress = { ...at, step: p.step, steps: p.total, etaSeconds: Number.isFinite(p.etaMs) ? p.etaMs / 1000 : 0 };
-    const due = spec.previewEvery > 0 && p.denoised && (p.step % spec.previewEvery === 0 || p.step === p.total);
-    if (!due) return onProgress(report);
-    // The latents are read now (they change with the next step); the PNG is made off the step.
-    const latents = p.denoised!();
+    if (p.preview === undefined) return onProgress(report);
+    // The PNG is made off the step; a preview overtaken by a newer one is dropped.
     const n = ++this.lastPreview;
-    latentPreview(latents, pipe.family)
-      .then((png) => onProgress(n === this.lastPreview && png ? { ...report, preview: png.toString('base64') } : report))
-      .catch(() => onProgress(report))
-      .finally(() => latents.dispose());
+    encodePng(p.preview)
+      .then((png) => onProgress(n === this.lastPreview ? { ...report, preview: png.toString('base64') } : report))
+      .catch(() => onProgress(report));
   }
 
   /** The text encoder width of the loaded checkpoint (768 for SD 1.x), for /embeddings. */

@@ -8,6 +8,7 @@
 #include "addon/guard.h"
 #include "addon/model.h"
 #include "addon/random.h"
+#include "addon/taesd.h"
 #include "addon/tensor.h"
 #include "addon/threads.h"
 #include "io/safetensors.h"
@@ -170,6 +171,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   TensorWrap::Init(env, exports);
   GeneratorWrap::Init(env, exports);
   ModelWrap::Init(env, exports);
+  TaesdWrap::Init(env, exports);
   exports.Set("loadTensors", Napi::Function::New(env, LoadTensors));
   exports.Set("saveTensors", Napi::Function::New(env, SaveTensors));
   exports.Set("inspectFile", Napi::Function::New(env, InspectFile));

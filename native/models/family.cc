@@ -6,6 +6,7 @@
 
 #include "models/clip.h"
 #include "models/keys.h"
+#include "models/taesd.h"
 #include "models/unet.h"
 #include "models/vae.h"
 
@@ -238,6 +239,7 @@ std::string checkpoint_kind(const TensorFile& f) {
   if (find(f, "input_blocks.0.0.weight") || find(f, "conv_in.weight")) return "unet";
   // Textual-inversion embeddings: SDXL's clip_l/clip_g, A1111's string_to_param, emb_params.
   if (find(f, "clip_g") || find(f, "clip_l") || find(f, "emb_params") || has_prefix(f, "string_to_param.")) return "embedding";
+  if (looks_like_taesd(f)) return "taesd";
   return "unknown";
 }
 
@@ -255,6 +257,7 @@ std::string describe_kind(const std::string& kind) {
       {"video", "a video model (Stable Video Diffusion: temporal layers)"}, {"upscaler", "the SD x4 upscaler (7 input channels)"},
       {"lora", "a LoRA (load it with loras: or <lora:name:weight>)"},
       {"embedding", "a textual-inversion embedding (put it in an embeddings folder and use its file name in prompts)"}, {"vae", "a VAE alone (pass it as the vae option)"},
+      {"taesd", "a TAESD (tiny autoencoder; pass it as the taesd option)"},
       {"unet", "a UNet alone"}, {"unknown", "nothing sdtorch knows"}};
   auto it = what.find(kind);
   return it == what.end() ? kind : it->second;

@@ -11,10 +11,10 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
   if (has_bias) bias = register_parameter("bias", torch::empty({out}));
 }
 
-Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding)
+Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding, bool has_bias)
     : stride(stride), padding(padding) {
   weight = register_parameter("weight", torch::empty({out, in, kernel, kernel}));
-  bias = register_parameter("bias", torch::empty({out}));
+  if (has_bias) bias = register_parameter("bias", torch::empty({out}));
 }
 
 at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
@@ -24,7 +24,7 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
   at::Tensor w = packed_for(x);
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_convolution_pointwise", "");
   const std::vector<int64_t> pad{padding, padding}, step{stride, stride}, one{1, 1};
-  torch::jit::Stack stack{x.contiguous(at::MemoryFormat::ChannelsLast), w, bias, pad, step, one, int64_t(1),
+  torch::jit::Stack stack{x.contiguous(at::MemoryFormat::ChannelsLast), w, bias.defined() ? c10::IValue(bias) : c10::IValue(), pad, step, one, int64_t(1),
                           std::string("none"), c10::List<std::optional<at::Scalar>>(), c10::IValue()};
   op.callBoxed(&stack);
   return stack.back().toTensor();

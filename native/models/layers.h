@@ -22,7 +22,7 @@ TORCH_MODULE(Linear);
 // call (the path PyTorch's inductor takes with freezing, mkldnn::_convolution_pointwise). The copy is
 // made at the first call for that call's input size and remade when the weight's memory changes.
 struct Conv2dImpl : nn::Module {
-  Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0);
+  Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0, bool bias = true);
   at::Tensor forward(const at::Tensor& x);
   at::Tensor weight, bias;
   int64_t stride, padding;
