@@ -197,6 +197,7 @@ Taesd load_taesd(const std::vector<std::string>& paths, at::Device device, at::S
     for (const auto& [k, t] : h.tensors)
       if (!taesd->named_parameters().contains(k))
         throw std::runtime_error("taesd: '" + h.file(k) + "': tensor '" + h.file_key(k) + "' fits no layer of a TAESD");
+  set_prepack(*taesd, device.is_cpu() && dtype == at::kFloat);  // as the VAE's (layers.h)
   taesd->eval();
   return taesd;
 }
