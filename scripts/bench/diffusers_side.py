@@ -9,8 +9,10 @@ compiled: the UNet through torch.compile (inductor, freezing on: weights prepack
 post-ops), compiled by a warm-up call at the measured shape whose time is reported apart (compile_s).
 Needs diffusers on PYTHONPATH (its source tree's src/), torch, transformers. The pipeline comes from
 the single-file checkpoint with local configs (written to a temp dir; nothing is downloaded), in float32.
+BENCH_STEPS: the steps of an image mode (default 20).
 """
 import json
+import os
 import pathlib
 import resource
 import sys
@@ -107,7 +109,7 @@ def main(mode, weights, family="sd15", variant=""):
         elif mode.startswith("image"):
             side = int(mode[5:])
             t = time.perf_counter()
-            pipe("a photo of a cat", negative_prompt="blurry", num_inference_steps=20, guidance_scale=7.5, width=side, height=side,
+            pipe("a photo of a cat", negative_prompt="blurry", num_inference_steps=int(os.environ.get("BENCH_STEPS", "20")), guidance_scale=7.5, width=side, height=side,
                  generator=torch.Generator().manual_seed(1), output_type="np")
             out["seconds"] = time.perf_counter() - t
     out["peak_rss_mb"] = peak_rss_mb()

@@ -3,6 +3,7 @@
 //   node scripts/bench/sdtorch-side.js MODE WEIGHTS [FAMILY] [noprepack]
 //   FAMILY sd15 (default; MODE: load | step256 | step512 | image512 | image256)
 //          sdxl (MODE: load | step512 | step1024)
+//   BENCH_STEPS: the steps of an image mode (default 20)
 const { performance } = require('node:perf_hooks');
 const path = require('node:path');
 const sd = require(path.join(__dirname, '..', '..', 'dist'));
@@ -32,7 +33,7 @@ async function main(mode, weights, family = 'sd15', variant = '') {
   } else if (mode.startsWith('image')) {
     const side = Number(mode.slice(5));
     const s = performance.now();
-    await pipe.generate({ prompt: 'a photo of a cat', negativePrompt: 'blurry', steps: 20, cfgScale: 7.5, width: side, height: side, seed: 1, sampler: 'euler' });
+    await pipe.generate({ prompt: 'a photo of a cat', negativePrompt: 'blurry', steps: Number(process.env.BENCH_STEPS ?? 20), cfgScale: 7.5, width: side, height: side, seed: 1, sampler: 'euler' });
     out.seconds = (performance.now() - s) / 1000;
   }
   out.peak_rss_mb = peakRssMb();
