@@ -13,6 +13,9 @@
 // (it has no single-step or load-only run); one column per --sdcpp-types entry (its --type), with
 // --sdcpp-threads N (default: sdtorch's own thread count, so both use the same cores) and
 // --sdcpp-args "..." (more sd-cli arguments, e.g. --diffusion-fa).
+// --compiled (with --diffusers): also diffusers with its UNet through torch.compile (inductor, freezing
+// on), compiled by a first call at the measured shape; the compile time is reported apart.
+// --noprepack: also sdtorch with LoadOptions.prepack false (the plain convolutions), to measure the lever.
 // --steps N: the steps of an image mode (default 20; fewer only to check the harness).
 // --wait-rss-gb N (a shared machine): before each measurement, wait until no other process has more
 // than N GiB resident, so that a big neighbour and a big measurement do not run out of memory together.
@@ -43,7 +46,8 @@ if (!weights || !(diffusers || sdcpp) || !['sd15', 'sdxl'].includes(family) || (
     '[--sdcpp-types f32,f16] [--sdcpp-threads N] [--sdcpp-args "..."] [--wait-rss-gb N]');
   process.exit(2);
 }
-const peers = [...(diffusers ? ['diffusers'] : []), ...(sdcpp ? sdcppTypes.map((t) => `sdcpp-${t}`) : [])];
+const peers = [...(diffusers ? ['diffusers'] : []), ...(diffusers && process.argv.includes('--compiled') ? ['diffusers-compiled'] : []),
+  ...(sdcpp ? sdcppTypes.map((t) => `sdcpp-${t}`) : []), ...(process.argv.includes('--noprepack') ? ['sdtorch-noprepack'] : [])];
 const label = (impl) => (impl.startsWith('sdcpp-') ? `sd.cpp ${impl.slice(6)}` : impl);
 // sd-cli runs whole images only; the other modes are sdtorch's and diffusers'.
 const implsFor = (mode) => ['sdtorch', ...peers.filter((p) => !p.startsWith('sdcpp-') || mode.startsWith('image'))];
@@ -77,10 +81,11 @@ function once(impl, mode) {
   waitForMemory();
   const env = { ...process.env, BENCH_STEPS: steps };
   const t = process.hrtime.bigint();
-  const r = impl === 'sdtorch'
-    ? spawnSync(process.execPath, [path.join(__dirname, 'bench', 'sdtorch-side.js'), mode, weights, family], { encoding: 'utf8', env })
-    : impl === 'diffusers'
-      ? spawnSync('python3', [path.join(__dirname, 'bench', 'diffusers_side.py'), mode, weights, family], {
+  const r = impl.startsWith('sdtorch')
+    ? spawnSync(process.execPath, [path.join(__dirname, 'bench', 'sdtorch-side.js'), mode, weights, family, ...(impl === 'sdtorch' ? [] : ['noprepack'])],
+        { encoding: 'utf8', env })
+    : impl.startsWith('diffusers')
+      ? spawnSync('python3', [path.join(__dirname, 'bench', 'diffusers_side.py'), mode, weights, family, ...(impl === 'diffusers' ? [] : ['compiled'])], {
           encoding: 'utf8', env: { ...env, PYTHONPATH: diffusers, HF_HUB_OFFLINE: '1', TRANSFORMERS_VERBOSITY: 'error' },
         })
       : spawnSync(process.execPath, [path.join(__dirname, 'bench', 'sdcpp-side.js'), mode, weights, sdcpp, impl.slice(6), sdcppThreads,
@@ -119,6 +124,11 @@ const row = (measure, mode, key, unit) => {
   });
   rows.push(`| ${measure} | ${a.toFixed(2)} ${unit} | ${cells.join(' | ')} |`);
 };
+/** diffusers-compiled's compile time (its first call) for `mode`, in its column. */
+const compileRow = (mode) => {
+  const xs = (results[mode]['diffusers-compiled'] ?? []).map((r) => r.compile_s).filter((v) => typeof v === 'number');
+  if (xs.length) rows.push(`| torch.compile before that (first call) | | ${peers.map((p) => (p === 'diffusers-compiled' ? `${median(xs).toFixed(1)} s | ` : ' | ')).join(' | ')} |`);
+};
 if (results.load) {
   row('cold start: process start to pipeline ready', 'load', 'load_from_start_s', 's');
   row('load time inside the process', 'load', 'load_s', 's');
@@ -127,11 +137,13 @@ if (results.load) {
 for (const m of ['step256', 'step512', 'step1024']) {
   if (!results[m]) continue;
   row(`one guided UNet step (batch 2), ${m.slice(4)}x${m.slice(4)}`, m, 'seconds', 's');
+  compileRow(m);
   if (family === 'sdxl') row('peak RSS of that process (load + 2 steps)', m, 'peak_rss_mb', 'MB');
 }
 for (const m of ['image256', 'image512']) {
   if (!results[m]) continue;
   row(`whole image ${m.slice(5)}x${m.slice(5)}, ${steps} euler steps, guidance 7.5`, m, 'seconds', 's');
+  compileRow(m);
   row(`peak RSS during that run`, m, 'peak_rss_mb', 'MB');
   if (sdcpp) row('that process from start to exit (load, image, save)', m, 'process_s', 's');
 }
