@@ -304,6 +304,9 @@ async function generate(args: string[]): Promise<void> {
   const pngRefiner = from?.params['Refiner'];
   if (pngRefiner !== undefined && values.refiner === undefined)
     console.error(`sdtorch: ${values['from-png']} was made with the refiner ${pngRefiner}: pass it with --refiner FILE to make the same image`);
+  // An img2img PNG names its strength, not its init image: the same image needs --init-image again.
+  if (from?.strength !== undefined && from.params['Hires upscale'] === undefined && values['init-image'] === undefined)
+    console.error(`sdtorch: ${values['from-png']} was made by img2img (Denoising strength: ${from.strength}): pass its init image with --init-image FILE to make the same image`);
   const switchAt = number(values['refiner-switch-at'], 'refiner-switch-at') ?? (values.refiner !== undefined && from?.params['Refiner switch at'] !== undefined ? number(from.params['Refiner switch at'], 'refiner-switch-at') : undefined);
   const sizes = {
     ...(values['original-size'] !== undefined ? { originalSize: sizeArg(values['original-size'], 'original-size')! } : {}),
@@ -345,7 +348,7 @@ async function generate(args: string[]): Promise<void> {
     height,
     batchSize,
     image: values['init-image'],
-    strength: number(values.strength, 'strength'),
+    strength: number(values.strength, 'strength') ?? (values['init-image'] !== undefined ? from?.strength : undefined),
     ...(values.mask !== undefined ? { mask: values.mask } : {}),
     ...(maskBlur !== undefined ? { maskBlur } : {}),
     ...(inpaintArea !== undefined ? { inpaintArea } : {}),

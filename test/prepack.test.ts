@@ -67,6 +67,6 @@ describe('prepacked convolutions (float32 CPU)', function () {
   });
 
   it('prepack must be a boolean', async function () {
-    await assert.rejects(sd.loadPipeline(await tinyCheckpoint(), { prepack: 'yes' as unknown as boolean }), /prepack must be true or false, got yes/);
+    await assert.rejects(sd.loadPipeline(await tinyCheckpoint(), { prepack: 'yes' as unknown as boolean }), /prepack must be true or false, got 'yes'/);
   });
 });

@@ -199,7 +199,7 @@ describe('TAESD with a pipeline (tiny model)', function () {
 
   it('refuses a TAESD that does not fit the model, an encoder alone, and a folder without the family\'s files', async function () {
     const tiny = await tinyCheckpoint();
-    await assert.rejects(sd.loadPipeline(tiny, { device: 'cpu', taesd: SD }), /taesd: .* decodes 8 pixels per latent cell; this tiny test model .* VAE 2: it is a TAESD for another model/);
+    await assert.rejects(sd.loadPipeline(tiny, { device: 'cpu', taesd: SD }), /taesd: .* decodes 8 pixels per latent cell, while the VAE of this tiny test model .* decodes 2: it is a TAESD for another model/);
     await assert.rejects(sd.loadPipeline(tiny, { device: 'cpu', taesd: TINY[1]! }), /is a TAESD encoder only; previews and decoder 'taesd' need its decoder/);
     const empty = tmpDir('sdtorch-taesd-');
     try {

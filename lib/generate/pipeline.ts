@@ -407,7 +407,7 @@ export async function loadPipeline(file: string, options: LoadOptions = {}): Pro
   if (options.vae !== undefined && (typeof options.vae !== 'string' || options.vae === ''))
     throw new TypeError('loadPipeline(): vae must be the path of a VAE file (.safetensors or .ckpt)');
   if (options.prepack !== undefined && typeof options.prepack !== 'boolean')
-    throw new TypeError(`loadPipeline(): prepack must be true or false, got ${String(options.prepack)}`);
+    throw new TypeError(`loadPipeline(): prepack must be true or false, got ${typeof options.prepack === 'string' ? `'${options.prepack}'` : String(options.prepack)}`);
   if (options.taesd !== undefined) taesdPaths(options.taesd); // before the model loads
   const device = resolveDevice(options.device);
   const dtype = options.dtype ?? (device.startsWith('cuda') ? 'float16' : 'float32');

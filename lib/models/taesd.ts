@@ -92,7 +92,7 @@ export function checkTaesdFits(tae: TinyAutoencoder, family: Pick<Family, 'label
   if (info.latentChannels !== family.latentChannels)
     throw new Error(`${where}: taesd: '${file}' is a TAESD for latents of ${info.latentChannels} channels; this ${family.label} model's have ${family.latentChannels} (TAESDs for SD3 and FLUX have 16): use ${taesdStem(family)}_decoder.safetensors`);
   if (info.scale !== family.vaeScaleFactor)
-    throw new Error(`${where}: taesd: '${file}' decodes ${info.scale} pixels per latent cell; this ${family.label} model's VAE ${family.vaeScaleFactor}: it is a TAESD for another model`);
+    throw new Error(`${where}: taesd: '${file}' decodes ${info.scale} pixels per latent cell, while the VAE of this ${family.label} model decodes ${family.vaeScaleFactor}: it is a TAESD for another model`);
 }
 
 /** A pipeline's TAESD, for generate({ decoder: 'taesd' }); a TypeError saying how to load one when it has none. */

@@ -252,7 +252,7 @@ function check(name: SamplerName, opts: Omit<SamplerOptions, 'generator'>): { sc
   if (prediction === 'epsilon' && walk.timesteps.slice(from, to).some((t) => train.alphasCumprod[t] === 0)) {
     throw new Error(
       `sampler '${name}' with zero terminal SNR starts at ᾱ = 0, where an epsilon-prediction model's output carries no image ` +
-        `(x0 = (x − ε)/0): use a v-prediction model (Lin et al. 2023), 'leading' spacing, or one of the samplers that clamp the last ᾱ ` +
+        `(x0 = (x − ε)/0): use a v-prediction model (Lin et al. 2023)${name === 'lcm' ? '' : ", 'leading' spacing"}, or one of the samplers that clamp the last ᾱ: ` +
         samplerNames.filter((n) => SPECS[n as SamplerName].zeroSnr === 'clamped').join(', '),
     );
   }
@@ -351,7 +351,8 @@ const normalize = (s: string): string => s.trim().toLowerCase().replace(/\s+/g, 
 const ALIASES: ReadonlyMap<string, { name: SamplerName; schedule?: ScheduleName }> = new Map(
   (Object.entries(SPECS) as [SamplerName, Spec][]).flatMap(([name, spec]) => {
     const plain = [name, spec.label, ...(name === 'pndm' ? ['PNDM'] : [])].map((a) => [normalize(a), { name }] as const);
-    const scheduled = SCHEDULES.filter((s) => s.name !== 'default' && spec.schedules.includes(s.name)).flatMap((s) =>
+    // every schedule, also those the sampler refuses: "LCM Karras" then gets the reason, not "unknown sampler"
+    const scheduled = SCHEDULES.filter((s) => s.name !== 'default').flatMap((s) =>
       [`${name}_${s.name}`, ...[s.label, ...s.aliases].map((l) => `${spec.label} ${l}`)].map((a) => [normalize(a), { name, schedule: s.name }] as const),
     );
     return [...plain, ...scheduled];
