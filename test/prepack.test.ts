@@ -2,10 +2,12 @@
 // give what the plain convolutions give, and the packed copies follow every change of the weights:
 // a LoRA set and removed, a move to another dtype and back.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import * as sd from '../lib';
 import { REPO_ROOT, relErrTensor } from './helpers';
-import { tinyCheckpoint } from './tiny';
+import { randomTensors, tinyCheckpoint } from './tiny';
 
 const lora = (name: string) => path.join(REPO_ROOT, 'test', 'fixtures', 'lora', name);
 
@@ -66,7 +68,33 @@ describe('prepacked convolutions (float32 CPU)', function () {
     assert.ok(relErrTensor(rounded, await unetOf(plain)) < 1e-5);
   });
 
-  it('prepack must be a boolean', async function () {
-    await assert.rejects(sd.loadPipeline(await tinyCheckpoint(), { prepack: 'yes' as unknown as boolean }), /prepack must be true or false, got 'yes'/);
+  it("'auto' packs the UNet from an fp32 file (the copies replace the map's pages), not from an fp16 one (they would come on top)", async function () {
+    assert.deepEqual(packed.model.info().prepacked, { unet: true, vae: true });
+    assert.deepEqual(plain.model.info().prepacked, { unet: false, vae: false });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdtorch-prepack-'));
+    try {
+      const half = path.join(dir, 'tiny.fp16.safetensors');
+      await sd.saveTensors(half, Object.fromEntries(Object.entries(randomTensors()).map(([k, t]) => [k, t.dtype === 'float32' ? t.to('cpu', 'float16') : t])));
+      const outputs: sd.Tensor[] = [];
+      for (const [prepack, want] of [[undefined, { unet: false, vae: true }], [true, { unet: true, vae: true }], [false, { unet: false, vae: false }]] as const) {
+        const p = await sd.loadPipeline(half, { device: 'cpu', ...(prepack === undefined ? {} : { prepack }) });
+        try {
+          assert.deepEqual(p.model.info().prepacked, want, `prepack ${String(prepack)}`);
+          outputs.push(await unetOf(p));
+        } finally {
+          p.dispose();
+        }
+      }
+      assert.ok(relErrTensor(outputs[1]!, outputs[2]!) < 1e-5, 'prepack: true on converted weights');
+      const bf = await sd.loadPipeline(await tinyCheckpoint(), { device: 'cpu', dtype: 'bfloat16' });
+      assert.deepEqual(bf.model.info().prepacked, { unet: false, vae: false }, 'float32 only');
+      bf.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("prepack must be true, false or 'auto'", async function () {
+    await assert.rejects(sd.loadPipeline(await tinyCheckpoint(), { prepack: 'yes' as unknown as boolean }), /prepack must be true, false or 'auto', got 'yes'/);
   });
 });

@@ -73,13 +73,16 @@ export interface LoadOptions {
   /**
    * float32 on CPU: run the UNet's and the VAE's convolutions on copies of their weights reordered
    * once (at the first call) into oneDNN's blocked layout, with channels-last activations, instead
-   * of reordering the weights on every call. Default true. It saves 0.3–0.5x of a 512x512 step's
-   * time (docs/PERFORMANCE.md); the copies take 2.5 GB for SD 1.x. From an fp32 file that is
-   * memory-mapped, the plain weights' pages are handed back, so resident memory stays about the
-   * same; from an fp16 file (converted at load) the copies come on top. No effect on CUDA or in
-   * float16/bfloat16.
+   * of reordering the weights on every call (PyTorch inductor's freezing path). A guided SD 1.5
+   * UNet step takes 0.74x the time at 256x256 and 0.88x at 512x512 (docs/PERFORMANCE.md); results
+   * differ from the plain convolutions by rounding (relative 1e-6 per network; an 8-bit pixel may
+   * differ by 1). The copies take 2.4 GB for the SD 1.x UNet: from an fp32 file they replace the
+   * mapped weights' pages, which are handed back, so memory stays the same; from an fp16 file
+   * (converted at load) they would come on top. 'auto' (default): the VAE's always, the UNet's when
+   * that costs no memory (an fp32 file); true: both; false: neither. No effect on CUDA or in
+   * float16/bfloat16. `pipe.model.info().prepacked` says what was chosen.
    */
-  prepack?: boolean;
+  prepack?: boolean | 'auto';
   /**
    * A TAESD (tiny autoencoder, madebyollin/taesd) for live previews and generate({ decoder: 'taesd' }):
    * its decoder file (taesd_decoder.safetensors for SD 1.x/2.x, taesdxl_decoder.safetensors for
@@ -406,15 +409,15 @@ export async function loadPipeline(file: string, options: LoadOptions = {}): Pro
     throw new TypeError(`loadPipeline(): prediction must be 'epsilon' or 'v' (what the UNet predicts), got ${typeof options.prediction === 'string' ? `'${options.prediction}'` : String(options.prediction)}`);
   if (options.vae !== undefined && (typeof options.vae !== 'string' || options.vae === ''))
     throw new TypeError('loadPipeline(): vae must be the path of a VAE file (.safetensors or .ckpt)');
-  if (options.prepack !== undefined && typeof options.prepack !== 'boolean')
-    throw new TypeError(`loadPipeline(): prepack must be true or false, got ${typeof options.prepack === 'string' ? `'${options.prepack}'` : String(options.prepack)}`);
+  if (options.prepack !== undefined && typeof options.prepack !== 'boolean' && options.prepack !== 'auto')
+    throw new TypeError(`loadPipeline(): prepack must be true, false or 'auto', got ${typeof options.prepack === 'string' ? `'${options.prepack}'` : String(options.prepack)}`);
   if (options.taesd !== undefined) taesdPaths(options.taesd); // before the model loads
   const device = resolveDevice(options.device);
   const dtype = options.dtype ?? (device.startsWith('cuda') ? 'float16' : 'float32');
   const vae = options.vae === undefined ? undefined : path.resolve(options.vae);
   const model = await native().loadModel({
     path: path.resolve(file), device, dtype, ...(options.prediction ? { prediction: options.prediction } : {}), ...(vae ? { vae } : {}),
-    ...(options.prepack === false ? { prepack: false } : {}),
+    ...(typeof options.prepack === 'boolean' ? { prepack: options.prepack ? 'on' : 'off' } : {}),
   });
   const pipe = new Pipeline(model, path.resolve(file), device, dtype, vae);
   if (options.taesd !== undefined) {

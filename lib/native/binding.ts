@@ -89,6 +89,8 @@ export interface ModelInfo {
   vaeDtype: DType;
   /** The separate VAE file loaded in place of the checkpoint's (loadModel's `vae`), or null. */
   vae: string | null;
+  /** Whether the UNet's / the VAE's convolutions run on prepacked weights in float32 on CPU (LoadOptions.prepack). */
+  prepacked: { unet: boolean; vae: boolean };
   family: NativeFamily;
 }
 
@@ -190,7 +192,7 @@ export interface Binding {
    * path: a checkpoint file or a diffusers folder; vae: a VAE file replacing the checkpoint's;
    * prediction: overrides what detection decided (SD 2.x files do not say).
    */
-  loadModel(o: { path: string; device: string; dtype: DType; vae?: string; prediction?: 'epsilon' | 'v'; prepack?: boolean }): Promise<NativeModel>;
+  loadModel(o: { path: string; device: string; dtype: DType; vae?: string; prediction?: 'epsilon' | 'v'; prepack?: 'auto' | 'on' | 'off' }): Promise<NativeModel>;
   /**
    * A TAESD: one file per half (published layout), or a diffusers AutoencoderTiny file with both.
    * Rejects naming the file when it is no TAESD or two files hold the same half.

@@ -73,7 +73,9 @@ Napi::Value ModelWrap::Load(const Napi::CallbackInfo& info) {
     if (!request.prediction.empty()) prediction_name(request.prediction);  // refuse a bad spelling before reading the file
     request.device = a.device("device");
     request.dtype = a.dtype("dtype");
-    request.prepack = a.boolean("prepack", true);
+    request.prepack = a.string("prepack", "auto");
+    if (request.prepack != "auto" && request.prepack != "on" && request.prepack != "off")
+      throw std::invalid_argument("loadModel: prepack must be 'auto', 'on' or 'off'");
     return Task<Model>::run(
         info.Env(), [=] { return load_stable_diffusion(request); },
         [](Napi::Env env, Model& m) -> Napi::Value { return constructor_.New({Napi::External<Model>::New(env, &m)}); });
@@ -94,6 +96,10 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   out.Set("vaeDevice", m->vae->parameters().front().device().str());
   out.Set("vaeDtype", dtype_string(m->vae->parameters().front().scalar_type()));
   out.Set("vae", m->vae_path.empty() ? env.Null() : Napi::String::New(env, m->vae_path));
+  auto prepacked = Napi::Object::New(env);
+  prepacked.Set("unet", m->unet_prepacked);
+  prepacked.Set("vae", m->vae_prepacked);
+  out.Set("prepacked", prepacked);
   auto family = Napi::Object::New(env);
   family.Set("name", f.name);
   family.Set("label", f.label);

@@ -25,6 +25,7 @@ struct StableDiffusion {
   // not copies. LoRAs are added to these, and removing them restores these (models/lora.h).
   std::unordered_map<std::string, at::Tensor> originals;
   LoraSet loras;
+  bool unet_prepacked = false, vae_prepacked = false;
   // Forwards read the weights; set_loras and moving networks write them.
   std::shared_mutex weights_mutex;
 };
@@ -37,7 +38,9 @@ struct LoadRequest {
   std::string prediction;
   at::Device device = at::kCPU;
   at::ScalarType dtype = at::kFloat;
-  bool prepack = true;  // float32 on CPU: convs on oneDNN-prepacked weights (layers.h)
+  // float32 on CPU: convs on oneDNN-prepacked weights (layers.h). "auto": the VAE's always, the UNet's
+  // when its conv weights are the mapped file's own bytes (then the copies cost no memory); "on", "off".
+  std::string prepack = "auto";
 };
 
 // Throws with a message naming the missing/mis-shaped tensor, or saying what the file is instead.

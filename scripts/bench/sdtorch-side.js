@@ -12,7 +12,7 @@ const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
 
 async function main(mode, weights, family = 'sd15', variant = '') {
   const t = performance.now();
-  const pipe = await sd.loadPipeline(weights, { device: 'cpu', dtype: 'float32', prepack: variant !== 'noprepack' });
+  const pipe = await sd.loadPipeline(weights, { device: 'cpu', dtype: 'float32', ...(variant === 'noprepack' ? { prepack: false } : {}) });
   pipe.tokenizer.encode('warm'); // the tokenizer is part of being ready
   const out = { impl: variant === 'noprepack' ? 'sdtorch-noprepack' : 'sdtorch', family, mode, load_s: (performance.now() - t) / 1000, load_from_start_s: performance.now() / 1000, load_peak_rss_mb: peakRssMb() };
   if (mode.startsWith('step')) {
