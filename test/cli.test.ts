@@ -128,16 +128,16 @@ describe('sdtorch CLI', function () {
 
   it('--from-png of an img2img image takes its strength; without --init-image it says to pass one', function () {
     const image = path.join(repoRoot, 'test', 'fixtures', 'img2img-init.png');
-    const first = path.join(dir, 'i2i.png');
+    const first = path.join(dir, 'from-i2i.png');
     const a = run(['generate', 'a cat', '--init-image', image, '--strength', '0.5', '--sampler', 'DPM++ SDE Karras', '--steps', '4', '--seed', '3',
       '--width', '16', '--height', '16', '--weights', weights, '--out', first]);
     assert.equal(a.code, 0, a.err);
     assert.match(readPngText(fs.readFileSync(first)).parameters!, /Denoising strength: 0\.5/);
-    const again = path.join(dir, 'i2i-again.png');
+    const again = path.join(dir, 'from-i2i-again.png');
     const b = run(['generate', '--from-png', first, '--init-image', image, '--weights', weights, '--out', again]);
     assert.equal(b.code, 0, b.err);
     assert.ok(fs.readFileSync(again).equals(fs.readFileSync(first)), 'the same PNG, infotext included');
-    const c = run(['generate', '--from-png', first, '--weights', weights, '--out', path.join(dir, 'i2i-txt.png')]);
+    const c = run(['generate', '--from-png', first, '--weights', weights, '--out', path.join(dir, 'from-i2i-txt.png')]);
     assert.match(c.err, /was made by img2img \(Denoising strength: 0\.5\): pass its init image with --init-image FILE/);
   });
 
