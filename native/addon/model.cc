@@ -97,8 +97,8 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   out.Set("vaeDtype", dtype_string(m->vae->parameters().front().scalar_type()));
   out.Set("vae", m->vae_path.empty() ? env.Null() : Napi::String::New(env, m->vae_path));
   auto prepacked = Napi::Object::New(env);
-  prepacked.Set("unet", m->unet_prepacked);
-  prepacked.Set("vae", m->vae_prepacked);
+  prepacked.Set("unet", prepacks(*m->unet));
+  prepacked.Set("vae", prepacks(*m->vae));
   out.Set("prepacked", prepacked);
   auto family = Napi::Object::New(env);
   family.Set("name", f.name);

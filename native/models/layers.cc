@@ -53,6 +53,12 @@ void drop_prepacked(nn::Module& module) {
   }
 }
 
+bool prepacks(nn::Module& module) {
+  for (const auto& m : module.modules())
+    if (auto* conv = m->as<Conv2dImpl>(); conv && conv->prepack) return true;
+  return false;
+}
+
 void set_prepack(nn::Module& module, bool on) {
   drop_prepacked(module);
   for (const auto& m : module.modules())

@@ -40,6 +40,8 @@ TORCH_MODULE(Conv2d);
 
 // Turns prepacking on or off for every Conv2d in `module`.
 void set_prepack(nn::Module& module, bool on);
+// Whether `module` has a Conv2d with prepacking on.
+bool prepacks(nn::Module& module);
 // Drops the packed copies of every Conv2d in `module`, to be remade from the weights as they are now
 // (after a LoRA changed them, a move to another device or dtype).
 void drop_prepacked(nn::Module& module);

@@ -85,12 +85,11 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   // handed back when its weights are the file's own bytes; from converted weights (an fp16 file)
   // they come on top (2.4 GB for SD 1.x), so "auto" packs those only when asked.
   const bool cpu32 = device.is_cpu() && dtype == at::kFloat;
-  sd->vae_prepacked = cpu32 && request.prepack != "off";
-  load_component(*sd->vae, tensors, kVaePrefix, path, sd->family, device, dtype, /*channels_last=*/!sd->vae_prepacked);
+  const bool vae_prepack = cpu32 && request.prepack != "off";
+  load_component(*sd->vae, tensors, kVaePrefix, path, sd->family, device, dtype, /*channels_last=*/!vae_prepack);
   load_component(*sd->unet, tensors, kUNetPrefix, path, sd->family, device, dtype, false, &sd->originals);
-  sd->unet_prepacked = cpu32 && (request.prepack == "on" || (request.prepack == "auto" && convs_alias_file(*sd->unet, tensors, kUNetPrefix)));
-  set_prepack(*sd->unet, sd->unet_prepacked);
-  set_prepack(*sd->vae, sd->vae_prepacked);
+  set_prepack(*sd->unet, cpu32 && (request.prepack == "on" || (request.prepack == "auto" && convs_alias_file(*sd->unet, tensors, kUNetPrefix))));
+  set_prepack(*sd->vae, vae_prepack);
   for (auto& te : sd->text_encoders) te->eval();
   sd->vae->eval();
   sd->unet->eval();

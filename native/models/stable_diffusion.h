@@ -25,7 +25,6 @@ struct StableDiffusion {
   // not copies. LoRAs are added to these, and removing them restores these (models/lora.h).
   std::unordered_map<std::string, at::Tensor> originals;
   LoraSet loras;
-  bool unet_prepacked = false, vae_prepacked = false;
   // Forwards read the weights; set_loras and moving networks write them.
   std::shared_mutex weights_mutex;
 };
