@@ -29,8 +29,9 @@ Napi::Value guard(const Napi::CallbackInfo& info, F&& body) {
   }
 }
 
-// Runs `work` on a libuv worker thread and settles a Promise with `done(env, result)`. The Error is
-// created on the calling thread so a rejection carries the caller's JS stack.
+// Runs `work` on the compute thread (addon/threads.h; a libuv worker thread waits for it) and settles a
+// Promise with `done(env, result)`. The Error is created on the calling thread so a rejection carries
+// the caller's JS stack.
 template <typename R>
 class Task : public Napi::AsyncWorker {
  public:
@@ -47,9 +48,10 @@ class Task : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
-      pin_this_thread();
-      c10::InferenceMode inference;
-      result_ = work_();
+      run_on_compute_thread([this] {
+        c10::InferenceMode inference;
+        result_ = work_();
+      });
     } catch (const std::exception& e) {
       SetError(message_of(e));
     } catch (...) {

@@ -3,6 +3,13 @@
 #include <dlfcn.h>
 #include <torch/torch.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
 namespace sdtorch::addon {
 namespace {
 
@@ -20,7 +27,52 @@ SetDynamic omp_set_dynamic_fn() {
   return fn;
 }
 
+// A FIFO of jobs and the one thread that runs them; never destroyed (Node may exit with it waiting).
+class ComputeThread {
+ public:
+  ComputeThread() : thread_([this] { loop(); }) { thread_.detach(); }
+
+  void run(const std::function<void()>& work) {
+    if (std::this_thread::get_id() == id_) return work();  // a job's own nested call
+    std::packaged_task<void()> job(work);
+    auto done = job.get_future();
+    {
+      std::lock_guard lock(mutex_);
+      jobs_.push_back(std::move(job));
+    }
+    ready_.notify_one();
+    done.get();  // rethrows the job's exception
+  }
+
+ private:
+  void loop() {
+    id_ = std::this_thread::get_id();
+    pin_this_thread();
+    for (;;) {
+      std::packaged_task<void()> job;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [this] { return !jobs_.empty(); });
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::packaged_task<void()>> jobs_;
+  std::atomic<std::thread::id> id_{};
+  std::thread thread_;
+};
+
 }  // namespace
+
+void run_on_compute_thread(const std::function<void()>& work) {
+  static auto* compute = new ComputeThread();
+  compute->run(work);
+}
 
 // Kernels split their work by the thread count (a reduction summed in 2 parts differs in the last
 // bits from one summed in 1), so the count must not follow the machine's load. Two runtimes would

@@ -3,7 +3,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #ifdef __GLIBC__
-#include <malloc.h>
 #endif
 
 #include <algorithm>
@@ -15,6 +14,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "io/heap.h"
 #include "io/json.h"
 #include "io/tensor_file.h"
 #include "models/diffusers_names.h"
@@ -316,14 +316,6 @@ std::string describe_non_lora(const TensorFile& f) {
   return "no LoRA: it has no lora_up/lora_down, lora_A/lora_B, hada_ or lokr_ tensors";
 }
 
-// The temporaries of a merge (fp32 copies of the factors, ΔW of LoHa and LoKr) go back to the system
-// too, not into glibc's heap.
-void give_back_memory() {
-#ifdef __GLIBC__
-  malloc_trim(0);
-#endif
-}
-
 // The file's identity for the "same set again" test: a rewritten file is read again.
 std::string signature_of(const std::vector<LoraRequest>& loras) {
   std::string s;
@@ -462,11 +454,11 @@ std::vector<LoraReport> set_loras(StableDiffusion& sd, const std::vector<LoraReq
       }
     }
     drop_prepacked(*sd.unet);
-    give_back_memory();
+    trim_heap();
     throw;
   }
   drop_prepacked(*sd.unet);
-  give_back_memory();
+  trim_heap();  // the merge's temporaries (fp32 factors, ΔW) go back to the system
   sd.loras = LoraSet{signature, reports, patched};
   count();
   return reports;
