@@ -6,6 +6,56 @@
 
 namespace sdtorch {
 
+namespace {
+
+// mkldnn's ops by name: their schemas live in libtorch's registry, not in its headers.
+at::Tensor call(const c10::OperatorHandle& op, torch::jit::Stack stack) {
+  op.callBoxed(&stack);
+  return stack.back().toTensor();
+}
+
+c10::OperatorHandle op(const char* name) { return c10::Dispatcher::singleton().findSchemaOrThrow(name, ""); }
+
+c10::IValue optional(const at::Tensor& t) { return t.defined() ? c10::IValue(t) : c10::IValue(); }
+
+}  // namespace
+
+bool Prepackable::packs(const at::Tensor& x, const at::Tensor& weight) const {
+  return prepack && x.device().is_cpu() && x.scalar_type() == at::kFloat && weight.device().is_cpu() &&
+         weight.scalar_type() == at::kFloat && at::hasMKLDNN();
+}
+
+at::Tensor Prepackable::packed_weight(const at::Tensor& weight, const std::function<at::Tensor()>& make) {
+  std::lock_guard<std::mutex> lock(packing);
+  if (!packed.defined() || packed_from != weight.data_ptr()) {
+    torch::NoGradGuard no_grad;
+    packed = at::Tensor();  // the old copy goes before the new one is made
+    packed = make();
+    packed_from = weight.data_ptr();
+    // The plain weight is read again only by a LoRA or a move: its pages (file-backed) can go.
+    reclaim_pages(weight);
+  }
+  return packed;
+}
+
+at::Tensor Prepackable::linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!packs(x, weight)) return at::linear(x, weight, bias);
+  const int64_t rows = x.numel() / x.size(-1);
+  static const auto reorder = op("mkldnn::_reorder_linear_weight");
+  static const auto linear = op("mkldnn::_linear_pointwise");
+  at::Tensor w = packed_weight(weight, [&] { return call(reorder, {weight, rows}); });
+  return call(linear, {x, w, optional(bias), std::string("none"), c10::List<std::optional<at::Scalar>>(), c10::IValue()});
+}
+
+at::Tensor Prepackable::conv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t stride, int64_t padding) {
+  if (!packs(x, weight)) return at::conv2d(x, weight, bias, stride, padding);
+  const std::vector<int64_t> pad{padding, padding}, step{stride, stride}, one{1, 1};
+  at::Tensor w = packed_weight(weight, [&] { return at::mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), pad, step, one, 1, x.sizes()); });
+  static const auto conv = op("mkldnn::_convolution_pointwise");
+  return call(conv, {x.contiguous(at::MemoryFormat::ChannelsLast), w, optional(bias), pad, step, one, int64_t(1), std::string("none"),
+                     c10::List<std::optional<at::Scalar>>(), c10::IValue()});
+}
+
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
   weight = register_parameter("weight", torch::empty({out, in}));
   if (has_bias) bias = register_parameter("bias", torch::empty({out}));
@@ -17,52 +67,31 @@ Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, 
   if (has_bias) bias = register_parameter("bias", torch::empty({out}));
 }
 
-at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
-  if (!prepack || !x.device().is_cpu() || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat ||
-      !weight.device().is_cpu() || !at::hasMKLDNN())
-    return at::conv2d(x, weight, bias, stride, padding);
-  at::Tensor w = packed_for(x);
-  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_convolution_pointwise", "");
-  const std::vector<int64_t> pad{padding, padding}, step{stride, stride}, one{1, 1};
-  torch::jit::Stack stack{x.contiguous(at::MemoryFormat::ChannelsLast), w, bias.defined() ? c10::IValue(bias) : c10::IValue(), pad, step, one, int64_t(1),
-                          std::string("none"), c10::List<std::optional<at::Scalar>>(), c10::IValue()};
-  op.callBoxed(&stack);
-  return stack.back().toTensor();
+namespace {
+template <typename F>
+void each_prepackable(nn::Module& module, F f) {
+  for (const auto& m : module.modules())
+    if (auto* p = dynamic_cast<Prepackable*>(m.get())) f(*p);
 }
-
-at::Tensor Conv2dImpl::packed_for(const at::Tensor& x) {
-  std::lock_guard<std::mutex> lock(packing);
-  if (!packed.defined() || packed_from != weight.data_ptr()) {
-    torch::NoGradGuard no_grad;
-    packed = at::Tensor();  // the old copy goes before the new one is made
-    packed = at::mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), {padding, padding}, {stride, stride}, {1, 1}, 1, x.sizes());
-    packed_from = weight.data_ptr();
-    // The plain weight is read again only by a LoRA or a move: its pages (file-backed) can go.
-    reclaim_pages(weight);
-  }
-  return packed;
-}
+}  // namespace
 
 void drop_prepacked(nn::Module& module) {
-  for (const auto& m : module.modules()) {
-    if (auto* conv = m->as<Conv2dImpl>()) {
-      std::lock_guard<std::mutex> lock(conv->packing);
-      conv->packed = at::Tensor();
-      conv->packed_from = nullptr;
-    }
-  }
+  each_prepackable(module, [](Prepackable& p) {
+    std::lock_guard<std::mutex> lock(p.packing);
+    p.packed = at::Tensor();
+    p.packed_from = nullptr;
+  });
 }
 
 bool prepacks(nn::Module& module) {
-  for (const auto& m : module.modules())
-    if (auto* conv = m->as<Conv2dImpl>(); conv && conv->prepack) return true;
-  return false;
+  bool any = false;
+  each_prepackable(module, [&](Prepackable& p) { any = any || p.prepack; });
+  return any;
 }
 
 void set_prepack(nn::Module& module, bool on) {
   drop_prepacked(module);
-  for (const auto& m : module.modules())
-    if (auto* conv = m->as<Conv2dImpl>()) conv->prepack = on;
+  each_prepackable(module, [on](Prepackable& p) { p.prepack = on; });
 }
 
 GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, double eps) : groups(groups), eps(eps) {
@@ -105,8 +134,9 @@ at::Tensor CrossAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
 GEGLUImpl::GEGLUImpl(int64_t dim, int64_t inner) { proj = register_module("proj", Linear(dim, inner * 2)); }
 
 at::Tensor GEGLUImpl::forward(const at::Tensor& x) {
+  // [..., 2 inner] -> value half times GELU(gate half), in place: no [..., inner] temporaries.
   auto parts = proj(x).chunk(2, -1);
-  return parts[0] * at::gelu(parts[1]);
+  return parts[0].mul_(at::gelu_(parts[1]));
 }
 
 FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {

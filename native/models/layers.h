@@ -2,47 +2,60 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <mutex>
 
 namespace sdtorch {
 
 namespace nn = torch::nn;
 
+// With `prepack` on (set_prepack), a CPU float32 layer runs on a copy of its weight reordered once
+// into oneDNN's blocked layout: the plain conv reorders the weight on every call, and oneDNN's linear
+// on a packed weight beats MKL's GEMM with a separate bias copy by 5-25% at the UNet's shapes (the
+// path PyTorch's inductor takes with freezing: mkldnn::_convolution_pointwise, _linear_pointwise).
+// The copy is made at the layer's first call, for that call's input size, and remade when the
+// weight's memory changes; then the plain weight's file-backed pages are handed back to the system.
+// A layer holding a weight derives from it and computes through linear() / conv2d().
+struct Prepackable {
+  bool prepack = false;
+
+ protected:
+  at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+  // Prepacked, channels-last in and out.
+  at::Tensor conv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t stride, int64_t padding);
+
+ private:
+  bool packs(const at::Tensor& x, const at::Tensor& weight) const;
+  // The packed copy of `weight`, made by `make()` when missing or stale.
+  at::Tensor packed_weight(const at::Tensor& weight, const std::function<at::Tensor()>& make);
+  friend void drop_prepacked(nn::Module&);
+  std::mutex packing;
+  at::Tensor packed;                  // oneDNN tensor, or undefined
+  const void* packed_from = nullptr;  // weight.data_ptr() it was made from
+};
+
 // Parameter-holding layers with the usual names (weight, bias) and no initialisation: every value
 // comes from the checkpoint, so random init would only cost seconds at load time.
-struct LinearImpl : nn::Module {
+struct LinearImpl : nn::Module, Prepackable {
   LinearImpl(int64_t in, int64_t out, bool bias = true);
-  at::Tensor forward(const at::Tensor& x) { return at::linear(x, weight, bias); }
+  at::Tensor forward(const at::Tensor& x) { return linear(x, weight, bias); }
   at::Tensor weight, bias;
 };
 TORCH_MODULE(Linear);
 
-// With `prepack` on (set_prepack), a CPU float32 conv runs on a copy of its weight reordered once
-// into oneDNN's blocked layout, channels-last in and out: the plain conv reorders the weight on every
-// call (the path PyTorch's inductor takes with freezing, mkldnn::_convolution_pointwise). The copy is
-// made at the first call for that call's input size and remade when the weight's memory changes.
-struct Conv2dImpl : nn::Module {
+struct Conv2dImpl : nn::Module, Prepackable {
   Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0, bool bias = true);
-  at::Tensor forward(const at::Tensor& x);
+  at::Tensor forward(const at::Tensor& x) { return conv2d(x, weight, bias, stride, padding); }
   at::Tensor weight, bias;
   int64_t stride, padding;
-  bool prepack = false;
-
- private:
-  at::Tensor packed_for(const at::Tensor& x);
-  friend void set_prepack(nn::Module&, bool);
-  friend void drop_prepacked(nn::Module&);
-  std::mutex packing;
-  at::Tensor packed;             // oneDNN tensor, or undefined
-  const void* packed_from = nullptr;  // weight.data_ptr() it was made from
 };
 TORCH_MODULE(Conv2d);
 
-// Turns prepacking on or off for every Conv2d in `module`.
+// Turns prepacking on or off for every layer in `module`.
 void set_prepack(nn::Module& module, bool on);
-// Whether `module` has a Conv2d with prepacking on.
+// Whether `module` has a layer with prepacking on.
 bool prepacks(nn::Module& module);
-// Drops the packed copies of every Conv2d in `module`, to be remade from the weights as they are now
+// Drops the packed copies of every layer in `module`, to be remade from the weights as they are now
 // (after a LoRA changed them, a move to another device or dtype).
 void drop_prepacked(nn::Module& module);
 

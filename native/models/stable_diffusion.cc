@@ -46,10 +46,10 @@ void load_component(nn::Module& module, const std::unordered_map<std::string, at
   }
 }
 
-// Whether every conv weight of `module` is the file's tensor itself (no conversion copied it).
-bool convs_alias_file(nn::Module& module, const std::unordered_map<std::string, at::Tensor>& tensors, const std::string& prefix) {
+// Whether every conv and linear weight of `module` is the file's tensor itself (no conversion copied it).
+bool weights_alias_file(nn::Module& module, const std::unordered_map<std::string, at::Tensor>& tensors, const std::string& prefix) {
   for (const auto& p : module.named_parameters()) {
-    if (p.value().dim() != 4) continue;
+    if (p.value().dim() < 2) continue;
     auto it = tensors.find(prefix + p.key());
     if (it == tensors.end() || it->second.data_ptr() != p.value().data_ptr()) return false;
   }
@@ -79,16 +79,16 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   for (const auto& [k, t] : file.tensors) tensors.emplace(k, t);
   for (auto& te : sd->text_encoders)
     load_component(*te, tensors, te->config.prefix, path, sd->family, device, dtype, false, &sd->originals);
-  // fp32 on CPU: convs on weights prepacked for oneDNN at their first call (layers.h), channels-last
-  // activations. Otherwise the VAE's conv weights are copied channels-last (its convs over 512x512
-  // activations gain ~25% that way, for 320 MB). The UNet's copies replace pages of the mapped file
-  // handed back when its weights are the file's own bytes; from converted weights (an fp16 file)
-  // they come on top (2.4 GB for SD 1.x), so "auto" packs those only when asked.
+  // fp32 on CPU: convs and linears on weights prepacked for oneDNN at their first call (layers.h),
+  // channels-last activations. Otherwise the VAE's conv weights are copied channels-last (its convs
+  // over 512x512 activations gain ~25% that way, for 320 MB). The UNet's copies replace pages of the
+  // mapped file handed back when its weights are the file's own bytes; from converted weights (an
+  // fp16 file) they come on top (3.4 GB for SD 1.x), so "auto" packs those only when asked.
   const bool cpu32 = device.is_cpu() && dtype == at::kFloat;
   const bool vae_prepack = cpu32 && request.prepack != "off";
   load_component(*sd->vae, tensors, kVaePrefix, path, sd->family, device, dtype, /*channels_last=*/!vae_prepack);
   load_component(*sd->unet, tensors, kUNetPrefix, path, sd->family, device, dtype, false, &sd->originals);
-  set_prepack(*sd->unet, cpu32 && (request.prepack == "on" || (request.prepack == "auto" && convs_alias_file(*sd->unet, tensors, kUNetPrefix))));
+  set_prepack(*sd->unet, cpu32 && (request.prepack == "on" || (request.prepack == "auto" && weights_alias_file(*sd->unet, tensors, kUNetPrefix))));
   set_prepack(*sd->vae, vae_prepack);
   for (auto& te : sd->text_encoders) te->eval();
   sd->vae->eval();

@@ -14,7 +14,7 @@ ConvLayer::ConvLayer(int64_t in, int64_t out) {
 }
 
 at::Tensor ConvLayer::forward(const at::Tensor& x, const at::Tensor&, const at::Tensor&, at::IntArrayRef) {
-  return at::conv2d(x, weight, bias, 1, 1);
+  return conv2d(x, weight, bias, 1, 1);  // prepacked, it starts the channels-last residual stream
 }
 
 ResBlock::ResBlock(int64_t in, int64_t out, int64_t emb_dim, int64_t groups) {

@@ -15,7 +15,7 @@ struct UNetLayer : nn::Module {
 };
 
 // A bare conv whose parameters sit directly at `input_blocks.0.0.{weight,bias}`.
-struct ConvLayer : UNetLayer {
+struct ConvLayer : UNetLayer, Prepackable {
   ConvLayer(int64_t in, int64_t out);
   at::Tensor forward(const at::Tensor& x, const at::Tensor&, const at::Tensor&, at::IntArrayRef) override;
   at::Tensor weight, bias;
