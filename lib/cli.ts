@@ -305,8 +305,12 @@ async function generate(args: string[]): Promise<void> {
   if (pngRefiner !== undefined && values.refiner === undefined)
     console.error(`sdtorch: ${values['from-png']} was made with the refiner ${pngRefiner}: pass it with --refiner FILE to make the same image`);
   // An img2img PNG names its strength, not its init image: the same image needs --init-image again.
-  if (from?.strength !== undefined && from.params['Hires upscale'] === undefined && values['init-image'] === undefined)
+  if (from?.strength !== undefined && values['init-image'] === undefined)
     console.error(`sdtorch: ${values['from-png']} was made by img2img (Denoising strength: ${from.strength}): pass its init image with --init-image FILE to make the same image`);
+  // A hires PNG: its Size is the first pass's, and the hires fix runs again (txt2img only).
+  const hires = values['init-image'] === undefined ? from?.hires : undefined;
+  if (from?.params['Hires upscale'] !== undefined && !from.hires)
+    console.error(`sdtorch: ${values['from-png']} was made with the hires upscaler ${from.params['Hires upscaler']}, which sdtorch lacks (it has Latent and Lanczos): making the first pass only`);
   const switchAt = number(values['refiner-switch-at'], 'refiner-switch-at') ?? (values.refiner !== undefined && from?.params['Refiner switch at'] !== undefined ? number(from.params['Refiner switch at'], 'refiner-switch-at') : undefined);
   const sizes = {
     ...(values['original-size'] !== undefined ? { originalSize: sizeArg(values['original-size'], 'original-size')! } : {}),
@@ -357,6 +361,7 @@ async function generate(args: string[]): Promise<void> {
     ...(zeroTerminalSnr !== undefined ? { zeroTerminalSnr } : {}),
     ...(timestepSpacing !== undefined ? { timestepSpacing } : {}),
     ...(decoder !== undefined ? { decoder } : {}),
+    ...(hires !== undefined ? { hires } : {}),
     onProgress: progressBar,
   }).catch((e: Error) => {
     throw inFlags(e);

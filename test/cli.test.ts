@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { readPngText } from '../lib/image/png';
+import * as sd from '../lib';
+import { readPngText, setPngText } from '../lib/image/png';
 import { tinyCheckpoint, tinyInpaintCheckpoint } from './tiny';
 import { repoRoot } from './weights';
 
@@ -139,6 +140,28 @@ describe('sdtorch CLI', function () {
     assert.ok(fs.readFileSync(again).equals(fs.readFileSync(first)), 'the same PNG, infotext included');
     const c = run(['generate', '--from-png', first, '--weights', weights, '--out', path.join(dir, 'from-i2i-txt.png')]);
     assert.match(c.err, /was made by img2img \(Denoising strength: 0\.5\): pass its init image with --init-image FILE/);
+  });
+
+  it('--from-png of a hires fix image runs the hires fix again (the CLI has no hires flags); an upscaler sdtorch lacks is said', async function () {
+    const first = path.join(dir, 'hires.png');
+    const pipe = await sd.loadPipeline(weights, { device: 'cpu' });
+    try {
+      const r = await pipe.generate({ prompt: 'a cat', steps: 3, seed: 4, width: 16, height: 16, hires: { scale: 1.5, steps: 2, strength: 0.5, upscaler: 'latent' } });
+      fs.writeFileSync(first, r.images[0]!);
+    } finally {
+      pipe.dispose();
+    }
+    assert.match(readPngText(fs.readFileSync(first)).parameters!, /Steps: 3, .*Size: 16x16, .*Denoising strength: 0\.5, Hires upscale: 1\.5, Hires steps: 2, Hires upscaler: Latent/);
+    const again = path.join(dir, 'hires-again.png');
+    const b = run(['generate', '--from-png', first, '--weights', weights, '--out', again]);
+    assert.equal(b.code, 0, b.err);
+    assert.ok(fs.readFileSync(again).equals(fs.readFileSync(first)), 'the same PNG, infotext included');
+    const esrgan = path.join(dir, 'hires-esrgan.png');
+    const text = readPngText(fs.readFileSync(first)).parameters!.replace('Hires upscaler: Latent', 'Hires upscaler: R-ESRGAN 4x+');
+    fs.writeFileSync(esrgan, setPngText(fs.readFileSync(first), 'parameters', text));
+    const c = run(['generate', '--from-png', esrgan, '--weights', weights, '--out', path.join(dir, 'hires-first-pass.png')]);
+    assert.equal(c.code, 0, c.err);
+    assert.match(c.err, /was made with the hires upscaler R-ESRGAN 4x\+, which sdtorch lacks \(it has Latent and Lanczos\): making the first pass only/);
   });
 
   it('inpainting, schedule and model flags reach the image; --from-png makes the same image again', function () {

@@ -182,5 +182,21 @@ const pick = (xs) => xs[(state = (state * 1103515245 + 12345) % 2147483648) % xs
       // A1111 1.9+ writes the schedule apart: "Sampler: DPM++ 2M, Schedule type: Karras"
       assert.equal(sd.parseInfotext('x\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 64x64').sampler, 'DPM++ 2M Karras');
     });
+
+    it('a hires fix infotext gives the hires options (its strength is the second pass\'s), which reproduce the image', async function () {
+      const hires = { scale: 1.5, steps: 2, strength: 0.55, upscaler: 'lanczos' } as const;
+      const r = await pipe.generate({ ...base, prompt: 'a red cat', seed: 9, steps: 3, hires, decode: true });
+      const p = sd.parseInfotext(r.infotexts[0]!);
+      assert.deepEqual(p.hires, hires);
+      assert.equal(p.strength, undefined, 'the hires strength is not an img2img strength');
+      assert.deepEqual([p.width, p.height], [16, 16], "Size is the first pass's");
+      const again = await pipe.generate({ ...p, decode: false });
+      assert.equal(again.latents.sub(r.latents).norm(), 0);
+      // A1111's default upscaler is Latent; one sdtorch lacks leaves the hires fix and its strength out.
+      const line = 'x\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64, Denoising strength: 0.4, Hires upscale: 2';
+      assert.deepEqual(sd.parseInfotext(line).hires, { scale: 2, upscaler: 'latent', strength: 0.4 });
+      const esrgan = sd.parseInfotext(`${line}, Hires upscaler: R-ESRGAN 4x+`);
+      assert.deepEqual([esrgan.hires, esrgan.strength, esrgan.params['Hires upscaler']], [undefined, undefined, 'R-ESRGAN 4x+']);
+    });
   });
 });

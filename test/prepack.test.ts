@@ -1,6 +1,6 @@
-// float32 CPU convolutions on oneDNN-prepacked weights (LoadOptions.prepack, native/models/layers.h)
-// give what the plain convolutions give, and the packed copies follow every change of the weights:
-// a LoRA set and removed, a move to another dtype and back.
+// float32 CPU convolutions and linear layers on oneDNN-prepacked weights (LoadOptions.prepack,
+// native/models/layers.h) give what the plain layers give, and the packed copies follow every change
+// of the weights: a LoRA set and removed, a move to another dtype and back.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,7 +11,7 @@ import { randomTensors, tinyCheckpoint } from './tiny';
 
 const lora = (name: string) => path.join(REPO_ROOT, 'test', 'fixtures', 'lora', name);
 
-describe('prepacked convolutions (float32 CPU)', function () {
+describe('prepacked convolutions and linear layers (float32 CPU)', function () {
   let packed: sd.Pipeline;
   let plain: sd.Pipeline;
   const g = new sd.Generator(7);
@@ -31,7 +31,7 @@ describe('prepacked convolutions (float32 CPU)', function () {
     plain?.dispose();
   });
 
-  it('UNet and VAE outputs within 1e-5 of the plain convolutions, at two sizes', async function () {
+  it('UNet and VAE outputs within 1e-5 of the plain layers, at two sizes', async function () {
     assert.ok(relErrTensor(await unetOf(packed), await unetOf(plain)) < 1e-5);
     const small = g.randn([2, 4, 8, 8]);
     const e = relErrTensor(await packed.unet.forward(small, t, context), await plain.unet.forward(small, t, context));
@@ -41,21 +41,33 @@ describe('prepacked convolutions (float32 CPU)', function () {
     assert.ok(relErrTensor(await packed.vae.encode(img), await plain.vae.encode(img)) < 1e-5);
   });
 
-  it('a LoRA on the convolutions (LoCon) set after the first call, then removed: the packed copies follow', async function () {
-    const before = await unetOf(packed); // packs the base weights
-    const locon = [{ path: lora('tiny-locon-tucker.safetensors'), weight: -0.5 }];
-    await sd.setLoras(packed.model, locon);
-    await sd.setLoras(plain.model, locon);
-    try {
-      const withLora = await unetOf(packed);
-      assert.ok(relErrTensor(withLora, before) > 1e-3, 'the LoRA changed nothing: stale packed weights');
-      assert.ok(relErrTensor(withLora, await unetOf(plain)) < 1e-5);
-    } finally {
-      await sd.setLoras(packed.model, []);
-      await sd.setLoras(plain.model, []);
-    }
-    assert.ok(relErrTensor(await unetOf(packed), before) < 1e-6);
-  });
+  // The LoCon changes two convolutions (proj_in, out.2); the other LoRA only attn1.to_q, a linear layer
+  // (the LoHa fixture's keys for it).
+  for (const [what, make] of [
+    ['on the convolutions (LoCon)', async () => lora('tiny-locon-tucker.safetensors')],
+    ['on a linear layer only (attn1.to_q)', async () => {
+      const all = await sd.loadTensors(lora('tiny-loha.safetensors'));
+      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sdtorch-prepack-')), 'to_q.safetensors');
+      await sd.saveTensors(file, Object.fromEntries(Object.entries(all).filter(([k]) => k.includes('attn1_to_q'))));
+      return file;
+    }],
+  ] as const) {
+    it(`a LoRA ${what} set after the first call, then removed: the packed copies follow`, async function () {
+      const before = await unetOf(packed); // packs the base weights
+      const set = [{ path: await make(), weight: -0.5 }];
+      await sd.setLoras(packed.model, set);
+      await sd.setLoras(plain.model, set);
+      try {
+        const withLora = await unetOf(packed);
+        assert.ok(relErrTensor(withLora, before) > 1e-4, 'the LoRA changed nothing: stale packed weights');
+        assert.ok(relErrTensor(withLora, await unetOf(plain)) < 1e-5);
+      } finally {
+        await sd.setLoras(packed.model, []);
+        await sd.setLoras(plain.model, []);
+      }
+      assert.ok(relErrTensor(await unetOf(packed), before) < 1e-6);
+    });
+  }
 
   it('a move to bfloat16 and back: the packed copies are remade from the rounded weights', async function () {
     const exact = await unetOf(packed);

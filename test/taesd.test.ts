@@ -207,6 +207,12 @@ describe('TAESD with a pipeline (tiny model)', function () {
       // SDXL's files are taesdxl_*: a folder with only those has none for SD 1.x.
       fs.copyFileSync(TINY[0]!, path.join(empty.dir, 'taesdxl_decoder.safetensors'));
       await assert.rejects(sd.loadPipeline(tiny, { device: 'cpu', taesd: empty.dir }), /holds no TAESD/);
+      // Given by itself, SDXL's file has the same shapes as SD's: its name tells.
+      await assert.rejects(sd.loadPipeline(tiny, { device: 'cpu', taesd: path.join(empty.dir, 'taesdxl_decoder.safetensors') }),
+        /taesd: 'taesdxl_decoder.safetensors' is the TAESD for SDXL latents; this tiny test model .* needs taesd_decoder.safetensors/);
+      // A folder with the family's encoder alone: the decoder is what is missing.
+      fs.copyFileSync(TINY[1]!, path.join(empty.dir, 'taesd_encoder.safetensors'));
+      await assert.rejects(sd.loadPipeline(tiny, { device: 'cpu', taesd: empty.dir }), /is a TAESD encoder only; previews and decoder 'taesd' need its decoder: give taesd_decoder.safetensors too/);
     } finally {
       empty.cleanup();
     }

@@ -92,11 +92,12 @@ export function evaluations(pipe: Pipeline, o: GenerateOptions, img2img = false)
   });
 }
 
-/** A1111's hires keys, after "Denoising strength", with the first pass's size. */
-function hiresInfotext(text: string, first: { width: number; height: number }, second: { width: number; height: number }, h: ResolvedHires, stepsGiven: boolean): string {
+/** A1111's hires keys, after "Denoising strength", with the first pass's steps and size (as A1111 writes them). */
+function hiresInfotext(text: string, first: { width: number; height: number; steps: number }, second: { width: number; height: number }, h: ResolvedHires, stepsGiven: boolean): string {
   const lines = text.split('\n');
   const extra = [`Hires upscale: ${h.scale}`, ...(stepsGiven ? [`Hires steps: ${h.steps}`] : []), `Hires upscaler: ${h.upscaler === 'latent' ? 'Latent' : 'Lanczos'}`];
-  lines[lines.length - 1] = `${lines.at(-1)!.replace(`Size: ${second.width}x${second.height}`, `Size: ${first.width}x${first.height}`)}, ${extra.join(', ')}`;
+  const params = lines.at(-1)!.replace(/^Steps: \d+/, `Steps: ${first.steps}`).replace(`Size: ${second.width}x${second.height}`, `Size: ${first.width}x${first.height}`);
+  lines[lines.length - 1] = `${params}, ${extra.join(', ')}`;
   return lines.join('\n');
 }
 
@@ -144,6 +145,6 @@ export async function generateHires(pipe: Pipeline, options: GenerateOptions, ru
       infotexts: parts.flatMap((p) => p.infotexts),
     };
   }
-  const infotexts = result.infotexts.map((t) => hiresInfotext(t, { width, height }, target, h, Boolean(hires!.steps)));
+  const infotexts = result.infotexts.map((t) => hiresInfotext(t, { width, height, steps }, target, h, Boolean(hires!.steps)));
   return { ...result, infotexts, images: result.images.map((png, i) => setPngText(png, 'parameters', infotexts[i]!)) };
 }

@@ -1,4 +1,5 @@
 // A1111 infotext ("parameters"): the text it writes into PNGs and reads back.
+import type { HiresOptions } from '../generate/hires';
 
 export interface InfotextParams {
   prompt: string;
@@ -121,8 +122,14 @@ export interface InfotextOptions {
   seed?: number | string;
   width?: number;
   height?: number;
-  /** img2img's "Denoising strength". */
+  /** img2img's "Denoising strength" (with a hires fix it is the second pass's: see `hires`). */
   strength?: number;
+  /**
+   * A1111's hires fix: "Hires upscale", "Hires steps", "Hires upscaler" ("Latent" or "Lanczos", the
+   * ones sdtorch has; absent: "Latent") and the "Denoising strength" of the second pass. Left out,
+   * with `strength`, for another upscaler (an ESRGAN): its key stays in `params`.
+   */
+  hires?: HiresOptions;
   /** "Clip skip". */
   clipSkip?: number;
   /** "Emphasis": 'no-norm' for "No norm", 'ignore', 'none' (absent: A1111's default, 'original'). */
@@ -150,7 +157,8 @@ const num = (v: string | undefined): number | undefined => (v !== undefined && v
  * Steps, Sampler (with A1111's separate "Schedule type" folded in: "DPM++ 2M" + "Karras", "Euler a" +
  * "SGM Uniform"; generate() takes the name so, as A1111 1.9+ reads it), CFG
  * scale, Seed, Size, Denoising strength, Clip skip, Emphasis, Mask blur, Inpaint area, Masked area
- * padding, Noise Schedule, Guidance rescale, Timestep spacing. Fields it cannot read are left out;
+ * padding, Noise Schedule, Guidance rescale, Timestep spacing, the hires fix (Hires upscale, steps,
+ * upscaler). Fields it cannot read are left out;
  * all are in `params`.
  */
 export function infotextOptions(text: string): InfotextOptions {
@@ -176,6 +184,16 @@ export function infotextOptions(text: string): InfotextOptions {
     rescaleCfg: num(params['Guidance rescale']),
     timestepSpacing: (['leading', 'linspace', 'trailing'] as const).find((v) => v === params['Timestep spacing']),
   };
+  const hiresScale = num(params['Hires upscale']);
+  if (params['Hires upscale'] !== undefined) {
+    // The strength is the second pass's; an upscaler sdtorch lacks leaves the hires fix (and it) out.
+    const upscaler = ({ Latent: 'latent', Lanczos: 'lanczos' } as const)[(params['Hires upscaler'] ?? 'Latent') as 'Latent'];
+    const hiresSteps = num(params['Hires steps']);
+    fields.hires = hiresScale !== undefined && upscaler !== undefined
+      ? { scale: hiresScale, upscaler, ...(hiresSteps !== undefined ? { steps: hiresSteps } : {}), ...(fields.strength !== undefined ? { strength: fields.strength } : {}) }
+      : undefined;
+    fields.strength = undefined;
+  }
   for (const [k, v] of Object.entries(fields)) if (v !== undefined) Object.assign(out, { [k]: v });
   return out;
 }

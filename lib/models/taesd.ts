@@ -31,10 +31,9 @@ export function findTaesd(dir: string, family: Pick<Family, 'timeIds'>): string[
   const stem = taesdStem(family);
   const find = (half: string) => EXTENSIONS.map((ext) => path.join(dir, `${stem}_${half}${ext}`)).find(isFile);
   const decoder = find('decoder');
-  if (decoder !== undefined) {
-    const encoder = find('encoder');
-    return encoder === undefined ? [decoder] : [decoder, encoder];
-  }
+  const encoder = find('encoder');
+  if (decoder !== undefined) return encoder === undefined ? [decoder] : [decoder, encoder];
+  if (encoder !== undefined) return [encoder]; // refused by checkTaesdFits, which says the decoder is missing
   const diffusers = path.join(dir, 'diffusion_pytorch_model.safetensors');
   return isFile(diffusers) ? [diffusers] : undefined;
 }
@@ -87,6 +86,11 @@ export async function loadTaesd(files: string | readonly string[], options: Taes
 export function checkTaesdFits(tae: TinyAutoencoder, family: Pick<Family, 'label' | 'timeIds' | 'latentChannels' | 'vaeScaleFactor'>, where = 'loadPipeline()'): void {
   const info = tae.info;
   const file = tae.files.join("', '");
+  // SD's and SDXL's TAESDs have the same shapes; only the published names tell them apart.
+  const stem = taesdStem(family);
+  const other = tae.files.map((f) => path.basename(f).toLowerCase()).find((b) => /^taesd(xl)?_(de|en)coder\./.test(b) && !b.startsWith(`${stem}_`));
+  if (other !== undefined)
+    throw new Error(`${where}: taesd: '${other}' is the TAESD for ${stem === 'taesd' ? 'SDXL' : 'SD 1.x/2.x'} latents; this ${family.label} model needs ${stem}_decoder.safetensors`);
   if (!info.decoder)
     throw new Error(`${where}: taesd: '${file}' is a TAESD encoder only; previews and decoder 'taesd' need its decoder: give ${taesdStem(family)}_decoder.safetensors too`);
   if (info.latentChannels !== family.latentChannels)

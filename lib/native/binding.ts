@@ -89,7 +89,7 @@ export interface ModelInfo {
   vaeDtype: DType;
   /** The separate VAE file loaded in place of the checkpoint's (loadModel's `vae`), or null. */
   vae: string | null;
-  /** Whether the UNet's / the VAE's convolutions run on prepacked weights in float32 on CPU (LoadOptions.prepack). */
+  /** Whether the UNet's / the VAE's convolutions and linear layers run on prepacked weights in float32 on CPU (LoadOptions.prepack). */
   prepacked: { unet: boolean; vae: boolean };
   family: NativeFamily;
 }

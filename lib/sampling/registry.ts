@@ -225,14 +225,14 @@ function check(name: SamplerName, opts: Omit<SamplerOptions, 'generator'>): { sc
   if (!TIMESTEP_SPACINGS.includes(spacing)) throw new TypeError(`unknown timestep spacing '${String(spacing)}': use ${TIMESTEP_SPACINGS.map((s) => `'${s}'`).join(', ')}`);
   if (schedule === 'sgm_uniform') {
     if (spacing !== 'trailing' && opts.timestepSpacing !== undefined) {
-      throw new Error(`schedule 'sgm_uniform' is the 'trailing' timestep spacing (diffusers' form of A1111's SGM Uniform); it contradicts '${spacing}': leave timestepSpacing out, or use schedule 'default'`);
+      throw new RangeError(`schedule 'sgm_uniform' is the 'trailing' timestep spacing (diffusers' form of A1111's SGM Uniform); it contradicts '${spacing}': leave timestepSpacing out, or use schedule 'default'`);
     }
     spacing = 'trailing';
   }
   if (typeof zeroTerminalSnr !== 'boolean') throw new TypeError(`zeroTerminalSnr must be true or false, got ${String(zeroTerminalSnr)}`);
   if (!PREDICTIONS.includes(prediction)) throw new TypeError(`unknown prediction '${String(prediction)}': use 'epsilon' or 'v'`);
   if (zeroTerminalSnr && !spec.zeroSnr) {
-    throw new Error(`sampler '${name}' cannot use zero terminal SNR (${spec.source} has no rescale_betas_zero_snr): use one of ${zeroSnrNames()}`);
+    throw new RangeError(`sampler '${name}' cannot use zero terminal SNR (${spec.source} has no rescale_betas_zero_snr): use one of ${zeroSnrNames()}`);
   }
   if (!Number.isInteger(steps) || steps < 1 || steps > TRAIN_STEPS) {
     throw new RangeError(`steps must be an integer from 1 to ${TRAIN_STEPS}, got ${steps}`);
@@ -250,7 +250,7 @@ function check(name: SamplerName, opts: Omit<SamplerOptions, 'generator'>): { sc
   if (problem) throw new RangeError(problem);
   const { from, to } = span(name, walk, steps - kept, opts);
   if (prediction === 'epsilon' && walk.timesteps.slice(from, to).some((t) => train.alphasCumprod[t] === 0)) {
-    throw new Error(
+    throw new RangeError(
       `sampler '${name}' with zero terminal SNR starts at ᾱ = 0, where an epsilon-prediction model's output carries no image ` +
         `(x0 = (x − ε)/0): use a v-prediction model (Lin et al. 2023)${name === 'lcm' ? '' : ", 'leading' spacing"}, or one of the samplers that clamp the last ᾱ: ` +
         samplerNames.filter((n) => SPECS[n as SamplerName].zeroSnr === 'clamped').join(', '),
@@ -274,7 +274,7 @@ function span(name: SamplerName, walk: Schedule, from: number, opts: Omit<Sample
     return Math.round(TRAIN_STEPS - fraction * TRAIN_STEPS);
   };
   if (SPECS[name].evals !== 1) {
-    throw new Error(`sampler '${name}' takes two model evaluations per step and cannot hand a run over mid-way (denoisingStart/denoisingEnd): use a first-order or multistep sampler such as euler, euler_a or dpmpp_2m`);
+    throw new RangeError(`sampler '${name}' takes two model evaluations per step and cannot hand a run over mid-way (denoisingStart/denoisingEnd): use a first-order or multistep sampler such as euler, euler_a or dpmpp_2m`);
   }
   if (end !== undefined) {
     const c = cutoff(end, 'denoisingEnd');
@@ -380,14 +380,14 @@ export function getSampler(name: string, schedule?: string): ResolvedSampler {
   const hit = ALIASES.get(normalize(name));
   if (!hit) {
     const labels = Object.values(SPECS).map((s: Spec) => `"${s.label}"`);
-    throw new Error(
+    throw new RangeError(
       `unknown sampler '${name}'. Valid names: ${samplerNames.join(', ')} (schedule ${SCHEDULE_NAMES.map((n) => `'${n}'`).join(', ')}), ` +
         `or A1111's: ${labels.join(', ')}, each also followed by a schedule type it takes, as "DPM++ 2M Karras"`,
     );
   }
   const asked = schedule === undefined ? undefined : scheduleName(schedule);
   if (hit.schedule && asked !== undefined && asked !== hit.schedule) {
-    throw new Error(`sampler '${name}' already selects the ${hit.schedule} schedule; the schedule '${schedule}' contradicts it: pass '${hit.schedule}' or no schedule`);
+    throw new RangeError(`sampler '${name}' already selects the ${hit.schedule} schedule; the schedule '${schedule}' contradicts it: pass '${hit.schedule}' or no schedule`);
   }
   const resolved = hit.schedule ?? asked ?? 'default';
   const spec: Spec = SPECS[hit.name];
