@@ -71,16 +71,17 @@ export interface LoadOptions {
   /** A separate VAE file (.safetensors/.ckpt, e.g. vae-ft-mse-840000-ema-pruned) replacing the checkpoint's. */
   vae?: string;
   /**
-   * float32 on CPU: run the UNet's and the VAE's convolutions on copies of their weights reordered
-   * once (at the first call) into oneDNN's blocked layout, with channels-last activations, instead
-   * of reordering the weights on every call (PyTorch inductor's freezing path). A guided SD 1.5
-   * UNet step takes 0.74x the time at 256x256 and 0.88x at 512x512 (docs/PERFORMANCE.md); results
-   * differ from the plain convolutions by rounding (relative 1e-6 per network; an 8-bit pixel may
-   * differ by 1). The copies take 2.4 GB for the SD 1.x UNet: from an fp32 file they replace the
-   * mapped weights' pages, which are handed back, so memory stays the same; from an fp16 file
-   * (converted at load) they would come on top. 'auto' (default): the VAE's always, the UNet's when
-   * that costs no memory (an fp32 file); true: both; false: neither. No effect on CUDA or in
-   * float16/bfloat16. `pipe.model.info().prepacked` says what was chosen.
+   * float32 on CPU: run the UNet's and the VAE's convolutions and linear layers on copies of their
+   * weights reordered once (at the first call) into oneDNN's blocked layout, convolutions with
+   * channels-last activations (mkldnn::_convolution_pointwise, _linear_pointwise: PyTorch inductor's
+   * freezing path), instead of reordering the conv weights on every call and running linear layers
+   * on MKL's GEMM. A guided SD 1.5 UNet step takes 0.69x the time at 256x256 and 0.81x at 512x512
+   * (docs/PERFORMANCE.md, run 4); results differ from the plain layers by rounding (relative 1e-6
+   * per network; an 8-bit pixel may differ by 1). The copies take 3.4 GB for the SD 1.x UNet: from
+   * an fp32 file they replace the mapped weights' pages, which are handed back, so memory stays the
+   * same; from an fp16 file (converted at load) they would come on top. 'auto' (default): the VAE's
+   * always, the UNet's when that costs no memory (an fp32 file); true: both; false: neither. No
+   * effect on CUDA or in float16/bfloat16. `pipe.model.info().prepacked` says what was chosen.
    */
   prepack?: boolean | 'auto';
   /**
