@@ -309,8 +309,15 @@ async function generate(args: string[]): Promise<void> {
     console.error(`sdtorch: ${values['from-png']} was made by img2img (Denoising strength: ${from.strength}): pass its init image with --init-image FILE to make the same image`);
   // A hires PNG: its Size is the first pass's, and the hires fix runs again (txt2img only).
   const hires = values['init-image'] === undefined ? from?.hires : undefined;
-  if (from?.params['Hires upscale'] !== undefined && !from.hires)
-    console.error(`sdtorch: ${values['from-png']} was made with the hires upscaler ${from.params['Hires upscaler']}, which sdtorch lacks (it has Latent and Lanczos): making the first pass only`);
+  const pngHires = from?.params['Hires upscale'] !== undefined || from?.params['Hires resize'] !== undefined;
+  if (pngHires && !from!.hires) {
+    const lacks = from!.params['Hires resize'] !== undefined && from!.params['Hires upscale'] === undefined && /^(Latent|Lanczos)?$/.test(from!.params['Hires upscaler'] ?? '')
+      ? `a hires resize to ${from!.params['Hires resize']}, another aspect than its first pass, which sdtorch's hires (one scale) cannot make`
+      : `the hires upscaler ${from!.params['Hires upscaler']}, which sdtorch lacks (it has Latent and Lanczos)`;
+    console.error(`sdtorch: ${values['from-png']} was made with ${lacks}: making the first pass only`);
+  }
+  if (from?.hires && values['init-image'] !== undefined)
+    console.error(`sdtorch: ${values['from-png']} was made with the hires fix, which applies to txt2img: not run with --init-image`);
   const switchAt = number(values['refiner-switch-at'], 'refiner-switch-at') ?? (values.refiner !== undefined && from?.params['Refiner switch at'] !== undefined ? number(from.params['Refiner switch at'], 'refiner-switch-at') : undefined);
   const sizes = {
     ...(values['original-size'] !== undefined ? { originalSize: sizeArg(values['original-size'], 'original-size')! } : {}),

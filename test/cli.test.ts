@@ -162,6 +162,10 @@ describe('sdtorch CLI', function () {
     const c = run(['generate', '--from-png', esrgan, '--weights', weights, '--out', path.join(dir, 'hires-first-pass.png')]);
     assert.equal(c.code, 0, c.err);
     assert.match(c.err, /was made with the hires upscaler R-ESRGAN 4x\+, which sdtorch lacks \(it has Latent and Lanczos\): making the first pass only/);
+    const image = path.join(repoRoot, 'test', 'fixtures', 'img2img-init.png');
+    const d = run(['generate', '--from-png', first, '--init-image', image, '--weights', weights, '--out', path.join(dir, 'hires-i2i.png')]);
+    assert.equal(d.code, 0, d.err);
+    assert.match(d.err, /was made with the hires fix, which applies to txt2img: not run with --init-image/);
   });
 
   it('inpainting, schedule and model flags reach the image; --from-png makes the same image again', function () {

@@ -2,8 +2,12 @@
 // at once all settle, each with what it gives alone; a failure inside one comes back as that call's
 // rejection and leaves the thread serving the next.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import * as sd from '../lib';
-import { relErrTensor } from './helpers';
+import { REPO_ROOT, relErrTensor } from './helpers';
 import { tinyCheckpoint } from './tiny';
 
 describe('the compute thread', function () {
@@ -43,5 +47,36 @@ describe('the compute thread', function () {
     await assert.rejects(sd.loadTensors('/nonexistent/again.safetensors'));
     const out = await pipe.unet.forward(inputs[0]!, t, context);
     assert.deepEqual(out.shape, [2, 4, 8, 8]);
+  });
+
+  // Each environment (the main thread, each worker thread) has its own JS classes; a static one was
+  // the last environment's, and the main thread's next call aborted the process.
+  it('worker threads use the addon beside the main thread, at once and after one exits', async function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdtorch-workers-'));
+    const script = path.join(dir, 'workers.js');
+    fs.writeFileSync(script, `
+      const { Worker, isMainThread, parentPort } = require('node:worker_threads');
+      const sd = require(${JSON.stringify(path.join(REPO_ROOT, 'dist'))});
+      const count = async () => Object.keys(await sd.loadTensors(${JSON.stringify(await tinyCheckpoint())})).length;
+      const worker = () => new Promise((ok, fail) => {
+        const w = new Worker(__filename);
+        w.on('message', ok);
+        w.on('error', fail);
+      });
+      if (!isMainThread) count().then((n) => parentPort.postMessage(n));
+      else (async () => {
+        const together = await Promise.all([count(), worker(), worker()]);
+        const after = await count(); // the workers have exited
+        console.log(JSON.stringify([...together, after]));
+      })();`);
+    try {
+      const r = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 120_000 });
+      assert.equal(r.status, 0, `exit ${r.status} ${r.signal ?? ''}: ${r.stderr}`);
+      const counts = JSON.parse(r.stdout.trim().split('\n').pop()!) as number[];
+      assert.equal(counts.length, 4);
+      assert.ok(counts[0]! > 0 && counts.every((n) => n === counts[0]), r.stdout);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

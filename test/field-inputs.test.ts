@@ -197,6 +197,11 @@ const pick = (xs) => xs[(state = (state * 1103515245 + 12345) % 2147483648) % xs
       assert.deepEqual(sd.parseInfotext(line).hires, { scale: 2, upscaler: 'latent', strength: 0.4 });
       const esrgan = sd.parseInfotext(`${line}, Hires upscaler: R-ESRGAN 4x+`);
       assert.deepEqual([esrgan.hires, esrgan.strength, esrgan.params['Hires upscaler']], [undefined, undefined, 'R-ESRGAN 4x+']);
+      // "Hires resize" (a target size): read as a scale when both sides scale alike.
+      const resize = 'x\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x96, Denoising strength: 0.45, Hires resize: 128x192, Hires upscaler: Latent';
+      assert.deepEqual([sd.parseInfotext(resize).hires, sd.parseInfotext(resize).strength], [{ scale: 2, upscaler: 'latent', strength: 0.45 }, undefined]);
+      const skewed = sd.parseInfotext(resize.replace('128x192', '128x128'));
+      assert.deepEqual([skewed.hires, skewed.strength, skewed.params['Hires resize']], [undefined, undefined, '128x128']);
     });
   });
 });

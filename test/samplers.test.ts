@@ -228,6 +228,8 @@ describe('sampler registry', () => {
     assert.throws(() => getSampler('Euler a Beta', 'exponential'), /already selects the beta schedule/);
     assert.equal(getSampler('DPM++ 2M Karras', 'karras').schedule, 'karras');
     assert.throws(() => getSampler('euler', 'polyexponential'), /unknown schedule 'polyexponential'.*'sgm_uniform'.*"SGM Uniform"/);
+    assert.throws(() => getSampler('ddim', 'karras'), (e: Error) => e instanceof RangeError && /sampler 'ddim' has no karras schedule/.test(e.message));
+    assert.throws(() => getSampler('euler', 'polyexponential'), RangeError);
   });
 
   it("sgm_uniform is 'trailing' spacing: another explicit spacing contradicts it", () => {

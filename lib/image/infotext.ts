@@ -125,9 +125,10 @@ export interface InfotextOptions {
   /** img2img's "Denoising strength" (with a hires fix it is the second pass's: see `hires`). */
   strength?: number;
   /**
-   * A1111's hires fix: "Hires upscale", "Hires steps", "Hires upscaler" ("Latent" or "Lanczos", the
-   * ones sdtorch has; absent: "Latent") and the "Denoising strength" of the second pass. Left out,
-   * with `strength`, for another upscaler (an ESRGAN): its key stays in `params`.
+   * A1111's hires fix: "Hires upscale" (or "Hires resize" to a size of the same aspect), "Hires
+   * steps", "Hires upscaler" ("Latent" or "Lanczos", the ones sdtorch has; absent: "Latent") and the
+   * "Denoising strength" of the second pass. Left out, with `strength`, for another upscaler (an
+   * ESRGAN) or a resize to another aspect: the keys stay in `params`.
    */
   hires?: HiresOptions;
   /** "Clip skip". */
@@ -184,8 +185,12 @@ export function infotextOptions(text: string): InfotextOptions {
     rescaleCfg: num(params['Guidance rescale']),
     timestepSpacing: (['leading', 'linspace', 'trailing'] as const).find((v) => v === params['Timestep spacing']),
   };
-  const hiresScale = num(params['Hires upscale']);
-  if (params['Hires upscale'] !== undefined) {
+  // A1111 writes "Hires upscale: 2", or "Hires resize: 1024x1536" for a target size; sdtorch's hires
+  // takes one scale, so a resize is read when both sides scale alike.
+  const resize = /^(\d+)x(\d+)$/.exec(params['Hires resize'] ?? '');
+  const resizeScale = resize && size && Number(resize[1]) * Number(size[2]) === Number(resize[2]) * Number(size[1]) ? Number(resize[1]) / Number(size[1]) : undefined;
+  const hiresScale = num(params['Hires upscale']) ?? resizeScale;
+  if (params['Hires upscale'] !== undefined || params['Hires resize'] !== undefined) {
     // The strength is the second pass's; an upscaler sdtorch lacks leaves the hires fix (and it) out.
     const upscaler = ({ Latent: 'latent', Lanczos: 'lanczos' } as const)[(params['Hires upscaler'] ?? 'Latent') as 'Latent'];
     const hiresSteps = num(params['Hires steps']);

@@ -88,7 +88,7 @@ export function checkTaesdFits(tae: TinyAutoencoder, family: Pick<Family, 'label
   const file = tae.files.join("', '");
   // SD's and SDXL's TAESDs have the same shapes; only the published names tell them apart.
   const stem = taesdStem(family);
-  const other = tae.files.map((f) => path.basename(f).toLowerCase()).find((b) => /^taesd(xl)?_(de|en)coder\./.test(b) && !b.startsWith(`${stem}_`));
+  const other = tae.files.map((f) => path.basename(f)).find((b) => /^taesd(xl)?_(de|en)coder\./i.test(b) && !b.toLowerCase().startsWith(`${stem}_`));
   if (other !== undefined)
     throw new Error(`${where}: taesd: '${other}' is the TAESD for ${stem === 'taesd' ? 'SDXL' : 'SD 1.x/2.x'} latents; this ${family.label} model needs ${stem}_decoder.safetensors`);
   if (!info.decoder)

@@ -190,16 +190,16 @@ export function scheduleName(schedule: string | undefined): ScheduleName {
   if (schedule === undefined) return 'default';
   const hit = typeof schedule === 'string' ? SCHEDULE_KEYS.get(scheduleKey(schedule)) : undefined;
   if (hit) return hit;
-  throw new TypeError(
+  throw new (typeof schedule === 'string' ? RangeError : TypeError)(
     `unknown schedule '${String(schedule)}': use ${SCHEDULE_NAMES.map((n) => `'${n}'`).join(', ')} (or A1111's ${SCHEDULES.map((s) => `"${s.label}"`).join(', ')})`,
   );
 }
 
 const namesWith = (schedule: ScheduleName): string => samplerNames.filter((n) => (SPECS[n as SamplerName] as Spec).schedules.includes(schedule)).join(', ');
 
-const noSchedule = (name: SamplerName, schedule: ScheduleName): Error => {
+const noSchedule = (name: SamplerName, schedule: ScheduleName): RangeError => {
   const spec: Spec = SPECS[name];
-  return new Error(
+  return new RangeError(
     `sampler '${name}' has no ${schedule} schedule (${spec.why ?? spec.source}): use schedule ${spec.schedules.map((s) => `'${s}'`).join(' or ')}, ` +
       `or one of the samplers that have it: ${namesWith(schedule)}`,
   );

@@ -7,13 +7,13 @@
 #include <shared_mutex>
 
 #include "addon/args.h"
+#include "addon/classes.h"
 #include "addon/guard.h"
 #include "addon/tensor.h"
 #include "io/heap.h"
 
 namespace sdtorch::addon {
 
-Napi::FunctionReference ModelWrap::constructor_;
 
 namespace {
 
@@ -48,7 +48,7 @@ void ModelWrap::Init(Napi::Env env, Napi::Object exports) {
        InstanceMethod("vaeDecode", &ModelWrap::VaeDecode), InstanceMethod("moveTo", &ModelWrap::MoveTo),
        InstanceMethod("setLoras", &ModelWrap::SetLoras), InstanceMethod("parameters", &ModelWrap::Parameters),
        InstanceMethod("dispose", &ModelWrap::Dispose)});
-  constructor_ = Napi::Persistent(cls);
+  classes(env).model = Napi::Persistent(cls);
   exports.Set("NativeModel", cls);
   exports.Set("loadModel", Napi::Function::New(env, &ModelWrap::Load));
 }
@@ -78,7 +78,7 @@ Napi::Value ModelWrap::Load(const Napi::CallbackInfo& info) {
       throw std::invalid_argument("loadModel: prepack must be 'auto', 'on' or 'off'");
     return Task<Model>::run(
         info.Env(), [=] { return load_stable_diffusion(request); },
-        [](Napi::Env env, Model& m) -> Napi::Value { return constructor_.New({Napi::External<Model>::New(env, &m)}); });
+        [](Napi::Env env, Model& m) -> Napi::Value { return classes(env).model.New({Napi::External<Model>::New(env, &m)}); });
   });
 }
 

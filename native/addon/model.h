@@ -27,7 +27,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value SetLoras(const Napi::CallbackInfo& info);
   Napi::Value Parameters(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
-  static Napi::FunctionReference constructor_;
 };
 
 }  // namespace sdtorch::addon

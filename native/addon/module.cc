@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "addon/args.h"
+#include "addon/classes.h"
 #include "addon/guard.h"
 #include "addon/model.h"
 #include "addon/random.h"
@@ -168,6 +169,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // GPU run in fp32 gives the CPU's image; fp16/bf16 are the fast paths.
   at::globalContext().setAllowTF32CuDNN(false);
   at::globalContext().setAllowTF32CuBLAS(false);
+  env.SetInstanceData(new Classes());
   TensorWrap::Init(env, exports);
   GeneratorWrap::Init(env, exports);
   ModelWrap::Init(env, exports);

@@ -8,11 +8,8 @@
 
 namespace sdtorch::addon {
 
-Napi::FunctionReference GeneratorWrap::constructor_;
-
 void GeneratorWrap::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = DefineClass(env, "NativeGenerator", {InstanceMethod("randn", &GeneratorWrap::Randn)});
-  constructor_ = Napi::Persistent(cls);
   exports.Set("NativeGenerator", cls);
 }
 

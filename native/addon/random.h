@@ -12,7 +12,6 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
  private:
   Napi::Value Randn(const Napi::CallbackInfo& info);
   at::Generator generator_;
-  static Napi::FunctionReference constructor_;
 };
 
 }  // namespace sdtorch::addon

@@ -1,12 +1,12 @@
 #include "addon/taesd.h"
 
 #include "addon/args.h"
+#include "addon/classes.h"
 #include "addon/guard.h"
 #include "addon/tensor.h"
 
 namespace sdtorch::addon {
 
-Napi::FunctionReference TaesdWrap::constructor_;
 
 namespace {
 
@@ -28,7 +28,7 @@ void TaesdWrap::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = DefineClass(env, "NativeTaesd",
       {InstanceMethod("info", &TaesdWrap::Info), InstanceMethod("encode", &TaesdWrap::Encode),
        InstanceMethod("decode", &TaesdWrap::Decode), InstanceMethod("dispose", &TaesdWrap::Dispose)});
-  constructor_ = Napi::Persistent(cls);
+  classes(env).taesd = Napi::Persistent(cls);
   exports.Set("NativeTaesd", cls);
   exports.Set("loadTaesd", Napi::Function::New(env, &TaesdWrap::Load));
 }
@@ -56,7 +56,7 @@ Napi::Value TaesdWrap::Load(const Napi::CallbackInfo& info) {
     const at::ScalarType dtype = a.dtype("dtype");
     return Task<Net>::run(
         info.Env(), [=] { return load_taesd(paths, device, dtype).ptr(); },
-        [](Napi::Env env, Net& t) -> Napi::Value { return constructor_.New({Napi::External<Net>::New(env, &t)}); });
+        [](Napi::Env env, Net& t) -> Napi::Value { return classes(env).taesd.New({Napi::External<Net>::New(env, &t)}); });
   });
 }
 

@@ -22,7 +22,6 @@ class TaesdWrap : public Napi::ObjectWrap<TaesdWrap> {
   Napi::Value Encode(const Napi::CallbackInfo& info);
   Napi::Value Decode(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
-  static Napi::FunctionReference constructor_;
 };
 
 }  // namespace sdtorch::addon

@@ -2,11 +2,11 @@
 
 #include <cstring>
 
+#include "addon/classes.h"
 #include "addon/guard.h"
 
 namespace sdtorch::addon {
 
-Napi::FunctionReference TensorWrap::constructor_;
 
 namespace {
 
@@ -88,7 +88,7 @@ void TensorWrap::Init(Napi::Env env, Napi::Object exports) {
        InstanceMethod("clamp", &TensorWrap::Clamp), InstanceMethod("chunk", &TensorWrap::Chunk),
        InstanceMethod("reshape", &TensorWrap::Reshape), InstanceMethod("permute", &TensorWrap::Permute),
        InstanceMethod("slice", &TensorWrap::Slice), InstanceMethod("dispose", &TensorWrap::Dispose)});
-  constructor_ = Napi::Persistent(cls);
+  classes(env).tensor = Napi::Persistent(cls);
   exports.Set("NativeTensor", cls);
 }
 
@@ -115,10 +115,10 @@ at::Tensor& TensorWrap::live(Napi::Env env) {
 }
 
 Napi::Object TensorWrap::wrap(Napi::Env env, at::Tensor t) {
-  return constructor_.New({Napi::External<at::Tensor>::New(env, &t)});
+  return classes(env).tensor.New({Napi::External<at::Tensor>::New(env, &t)});
 }
 
-bool TensorWrap::is(const Napi::Value& v) { return v.IsObject() && v.As<Napi::Object>().InstanceOf(constructor_.Value()); }
+bool TensorWrap::is(const Napi::Value& v) { return v.IsObject() && v.As<Napi::Object>().InstanceOf(classes(v.Env()).tensor.Value()); }
 
 at::Tensor& TensorWrap::unwrap(const Napi::Value& v, const char* what) {
   if (!is(v)) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Tensor");

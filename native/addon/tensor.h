@@ -37,8 +37,6 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   Napi::Value Permute(const Napi::CallbackInfo& info);
   Napi::Value Slice(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
-
-  static Napi::FunctionReference constructor_;
 };
 
 // Argument helpers shared by the bindings.
