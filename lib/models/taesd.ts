@@ -92,9 +92,9 @@ export function checkTaesdFits(tae: TinyAutoencoder, family: Pick<Family, 'label
   if (other !== undefined)
     throw new Error(`${where}: taesd: '${other}' is the TAESD for ${stem === 'taesd' ? 'SDXL' : 'SD 1.x/2.x'} latents; this ${family.label} model needs ${stem}_decoder.safetensors`);
   if (!info.decoder)
-    throw new Error(`${where}: taesd: '${file}' is a TAESD encoder only; previews and decoder 'taesd' need its decoder: give ${taesdStem(family)}_decoder.safetensors too`);
+    throw new Error(`${where}: taesd: '${file}' is a TAESD encoder only; previews and decoder 'taesd' need its decoder: give ${stem}_decoder.safetensors too`);
   if (info.latentChannels !== family.latentChannels)
-    throw new Error(`${where}: taesd: '${file}' is a TAESD for latents of ${info.latentChannels} channels; this ${family.label} model's have ${family.latentChannels} (TAESDs for SD3 and FLUX have 16): use ${taesdStem(family)}_decoder.safetensors`);
+    throw new Error(`${where}: taesd: '${file}' is a TAESD for latents of ${info.latentChannels} channels; this ${family.label} model's have ${family.latentChannels} (TAESDs for SD3 and FLUX have 16): use ${stem}_decoder.safetensors`);
   if (info.scale !== family.vaeScaleFactor)
     throw new Error(`${where}: taesd: '${file}' decodes ${info.scale} pixels per latent cell, while the VAE of this ${family.label} model decodes ${family.vaeScaleFactor}: it is a TAESD for another model`);
 }

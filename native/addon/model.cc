@@ -1,8 +1,5 @@
 #include "addon/model.h"
 
-#ifdef __GLIBC__
-#endif
-
 #include <mutex>
 #include <shared_mutex>
 
@@ -13,7 +10,6 @@
 #include "io/heap.h"
 
 namespace sdtorch::addon {
-
 
 namespace {
 

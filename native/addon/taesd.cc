@@ -7,7 +7,6 @@
 
 namespace sdtorch::addon {
 
-
 namespace {
 
 using Net = std::shared_ptr<TaesdImpl>;

@@ -7,7 +7,6 @@
 
 namespace sdtorch::addon {
 
-
 namespace {
 
 const std::pair<const char*, at::ScalarType> kDtypes[] = {

@@ -3,7 +3,6 @@
 #include <dlfcn.h>
 #include <torch/torch.h>
 
-#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -33,7 +32,6 @@ class ComputeThread {
   ComputeThread() : thread_([this] { loop(); }) { thread_.detach(); }
 
   void run(const std::function<void()>& work) {
-    if (std::this_thread::get_id() == id_) return work();  // a job's own nested call
     std::packaged_task<void()> job(work);
     auto done = job.get_future();
     {
@@ -46,7 +44,6 @@ class ComputeThread {
 
  private:
   void loop() {
-    id_ = std::this_thread::get_id();
     pin_this_thread();
     for (;;) {
       std::packaged_task<void()> job;
@@ -63,7 +60,6 @@ class ComputeThread {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<std::packaged_task<void()>> jobs_;
-  std::atomic<std::thread::id> id_{};
   std::thread thread_;
 };
 
@@ -85,9 +81,6 @@ void pin_thread_counts() {
 }
 
 void pin_this_thread() {
-  thread_local bool pinned = false;
-  if (pinned) return;
-  pinned = true;
   if (SetDynamic f = omp_set_dynamic_fn()) f(0);
 }
 

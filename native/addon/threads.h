@@ -9,7 +9,7 @@ namespace sdtorch::addon {
 // which also turns MKL's dynamic mode off, and libgomp's dynamic mode off in this thread.
 void pin_thread_counts();
 
-// In each thread that runs kernels, once: libgomp keeps its dynamic mode per thread.
+// In each thread that runs kernels (the init thread, the compute thread): libgomp keeps its dynamic mode per thread.
 void pin_this_thread();
 
 // Runs `work` on the addon's one compute thread and waits for it (an exception comes back to the

@@ -2,8 +2,6 @@
 
 #include <sys/mman.h>
 #include <sys/stat.h>
-#ifdef __GLIBC__
-#endif
 
 #include <algorithm>
 #include <cstdio>
