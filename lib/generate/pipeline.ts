@@ -85,6 +85,19 @@ export interface LoadOptions {
    */
   prepack?: boolean | 'auto';
   /**
+   * With prepacking on: 3x3 convolutions by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray,
+   * "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): 36 multiplications per 4x4
+   * output tile and channel pair instead of 144, the rest in cheap transforms. Such a convolution
+   * takes ~0.5x oneDNN's time at the UNet's 64x64 and 32x32 levels (docs/PERFORMANCE.md, run 5);
+   * results differ from the direct convolution by ~1e-5 of the largest value per layer (float32
+   * rounding in the transforms). The transformed weights take 4x the weights' memory, which is why
+   * 'auto' (default) picks the convolutions with at least 256 channels and a weight of at most 15 MB:
+   * the small weights of the high-resolution levels, where the time goes (+0.54 GB for SD 1.x's
+   * UNet, +0.04 GB for its VAE); true: every 3x3 convolution with channel counts that are multiples
+   * of 16; false: none. `pipe.model.info().winograd` counts the convolutions that take it.
+   */
+  winograd?: boolean | 'auto';
+  /**
    * A TAESD (tiny autoencoder, madebyollin/taesd) for live previews and generate({ decoder: 'taesd' }):
    * its decoder file (taesd_decoder.safetensors for SD 1.x/2.x, taesdxl_decoder.safetensors for
    * SDXL; .pth too), [decoder, encoder] files, a diffusers AutoencoderTiny file, or a folder holding
@@ -412,6 +425,8 @@ export async function loadPipeline(file: string, options: LoadOptions = {}): Pro
     throw new TypeError('loadPipeline(): vae must be the path of a VAE file (.safetensors or .ckpt)');
   if (options.prepack !== undefined && typeof options.prepack !== 'boolean' && options.prepack !== 'auto')
     throw new TypeError(`loadPipeline(): prepack must be true, false or 'auto', got ${typeof options.prepack === 'string' ? `'${options.prepack}'` : String(options.prepack)}`);
+  if (options.winograd !== undefined && typeof options.winograd !== 'boolean' && options.winograd !== 'auto')
+    throw new TypeError(`loadPipeline(): winograd must be true, false or 'auto', got ${typeof options.winograd === 'string' ? `'${options.winograd}'` : String(options.winograd)}`);
   if (options.taesd !== undefined) taesdPaths(options.taesd); // before the model loads
   const device = resolveDevice(options.device);
   const dtype = options.dtype ?? (device.startsWith('cuda') ? 'float16' : 'float32');
@@ -419,6 +434,7 @@ export async function loadPipeline(file: string, options: LoadOptions = {}): Pro
   const model = await native().loadModel({
     path: path.resolve(file), device, dtype, ...(options.prediction ? { prediction: options.prediction } : {}), ...(vae ? { vae } : {}),
     ...(typeof options.prepack === 'boolean' ? { prepack: options.prepack ? 'on' : 'off' } : {}),
+    ...(typeof options.winograd === 'boolean' ? { winograd: options.winograd ? 'on' : 'off' } : {}),
   });
   const pipe = new Pipeline(model, path.resolve(file), device, dtype, vae);
   if (options.taesd !== undefined) {

@@ -91,6 +91,8 @@ export interface ModelInfo {
   vae: string | null;
   /** Whether the UNet's / the VAE's convolutions and linear layers run on prepacked weights in float32 on CPU (LoadOptions.prepack). */
   prepacked: { unet: boolean; vae: boolean };
+  /** How many of the UNet's / the VAE's convolutions run by Winograd F(4x4, 3x3) (LoadOptions.winograd). */
+  winograd: { unet: number; vae: number };
   family: NativeFamily;
 }
 
@@ -192,7 +194,7 @@ export interface Binding {
    * path: a checkpoint file or a diffusers folder; vae: a VAE file replacing the checkpoint's;
    * prediction: overrides what detection decided (SD 2.x files do not say).
    */
-  loadModel(o: { path: string; device: string; dtype: DType; vae?: string; prediction?: 'epsilon' | 'v'; prepack?: 'auto' | 'on' | 'off' }): Promise<NativeModel>;
+  loadModel(o: { path: string; device: string; dtype: DType; vae?: string; prediction?: 'epsilon' | 'v'; prepack?: 'auto' | 'on' | 'off'; winograd?: 'auto' | 'on' | 'off' }): Promise<NativeModel>;
   /**
    * A TAESD: one file per half (published layout), or a diffusers AutoencoderTiny file with both.
    * Rejects naming the file when it is no TAESD or two files hold the same half.

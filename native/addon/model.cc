@@ -72,6 +72,9 @@ Napi::Value ModelWrap::Load(const Napi::CallbackInfo& info) {
     request.prepack = a.string("prepack", "auto");
     if (request.prepack != "auto" && request.prepack != "on" && request.prepack != "off")
       throw std::invalid_argument("loadModel: prepack must be 'auto', 'on' or 'off'");
+    request.winograd = a.string("winograd", "auto");
+    if (request.winograd != "auto" && request.winograd != "on" && request.winograd != "off")
+      throw std::invalid_argument("loadModel: winograd must be 'auto', 'on' or 'off'");
     return Task<Model>::run(
         info.Env(), [=] { return load_stable_diffusion(request); },
         [](Napi::Env env, Model& m) -> Napi::Value { return classes(env).model.New({Napi::External<Model>::New(env, &m)}); });
@@ -96,6 +99,10 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   prepacked.Set("unet", prepacks(*m->unet));
   prepacked.Set("vae", prepacks(*m->vae));
   out.Set("prepacked", prepacked);
+  auto winograd = Napi::Object::New(env);
+  winograd.Set("unet", winograd_convs(*m->unet));
+  winograd.Set("vae", winograd_convs(*m->vae));
+  out.Set("winograd", winograd);
   auto family = Napi::Object::New(env);
   family.Set("name", f.name);
   family.Set("label", f.label);
@@ -170,6 +177,7 @@ Napi::Value ModelWrap::EncodeText(const Napi::CallbackInfo& info) {
         info.Env(),
         [=]() mutable {
           std::shared_lock weights(m->weights_mutex);
+          m->text_pages_resident = true;
           at::Tensor i = index ? prepare(*index, *te, false).to(at::kLong) : at::Tensor();
           at::Tensor v = vectors ? prepare(*vectors, *te) : at::Tensor();
           return te->forward(prepare(ids, *te, false).to(at::kLong), skip, i, v, pooled);
@@ -240,6 +248,7 @@ Napi::Value ModelWrap::Unet(const Napi::CallbackInfo& info) {
         info.Env(),
         [=] {
           std::shared_lock weights(m->weights_mutex);
+          release_text_pages(*m);
           Conditioning cond{prepare(ctx, *m->unet), concat ? prepare(*concat, *m->unet) : at::Tensor(),
                             text_embeds ? prepare(*text_embeds, *m->unet) : at::Tensor(),
                             time_ids ? time_ids->to(x.device(), at::kFloat) : at::Tensor()};

@@ -7,12 +7,33 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 
 namespace sdtorch {
 
+namespace {
+std::mutex live_mutex;
+std::map<uintptr_t, size_t> live;  // start -> size of every map
+}  // namespace
+
 MappedFile::~MappedFile() {
-  if (data && size) munmap(const_cast<uint8_t*>(data), size);
+  if (!data || !size) return;
+  {
+    std::lock_guard<std::mutex> lock(live_mutex);
+    live.erase(reinterpret_cast<uintptr_t>(data));
+  }
+  munmap(const_cast<uint8_t*>(data), size);
+}
+
+bool MappedFile::maps(const void* p, size_t n) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+  std::lock_guard<std::mutex> lock(live_mutex);
+  auto it = live.upper_bound(begin);
+  if (it == live.begin()) return false;
+  --it;
+  return begin + n <= it->first + it->second;
 }
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
@@ -35,6 +56,8 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
       throw std::runtime_error("cannot map '" + path + "': " + std::strerror(errno));
     }
     f->data = static_cast<const uint8_t*>(p);
+    std::lock_guard<std::mutex> lock(live_mutex);
+    live[reinterpret_cast<uintptr_t>(p)] = f->size;
   }
   ::close(fd);
   return f;

@@ -13,6 +13,8 @@ struct MappedFile {
   size_t size = 0;
   ~MappedFile();
   static std::shared_ptr<MappedFile> open(const std::string& path);
+  // Whether [p, p + n) lies inside one live map (pages there can be dropped: the file has them).
+  static bool maps(const void* p, size_t n);
 };
 
 }  // namespace sdtorch

@@ -31,7 +31,10 @@ void advise_pages(const at::Tensor& t, int advice) {
 }  // namespace
 
 // The map is private and never written, so dropped pages come back from the file unchanged.
-void release_pages(const at::Tensor& view) { advise_pages(view, MADV_DONTNEED); }
+void release_pages(const at::Tensor& view) {
+  // Only a map's pages: anonymous memory would read back as zeros.
+  if (view.defined() && view.device().is_cpu() && MappedFile::maps(view.data_ptr(), view.nbytes())) advise_pages(view, MADV_DONTNEED);
+}
 
 void reclaim_pages(const at::Tensor& tensor) {
 #ifdef MADV_PAGEOUT

@@ -29,7 +29,7 @@ at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at:
 
 // Hands the memory pages under `view` (a tensor of load_tensor_file) back to the system: they are read
 // from the file again when next touched, so contents stay and only resident memory goes. Pages the
-// view shares with a neighbour are kept.
+// view shares with a neighbour are kept. Anything else than a view of a live map is left alone.
 void release_pages(const at::Tensor& view);
 
 // The same for any CPU tensor, as a hint (MADV_PAGEOUT): clean file-backed pages leave resident memory,

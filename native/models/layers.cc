@@ -3,6 +3,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include "io/tensor_file.h"
+#include "models/winograd.h"
 
 namespace sdtorch {
 
@@ -49,6 +50,7 @@ at::Tensor Prepackable::linear(const at::Tensor& x, const at::Tensor& weight, co
 
 at::Tensor Prepackable::conv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t stride, int64_t padding) {
   if (!packs(x, weight)) return at::conv2d(x, weight, bias, stride, padding);
+  if (winograd) return winograd_conv3x3(x, packed_weight(weight, [&] { return winograd_weight(weight); }), bias);
   const std::vector<int64_t> pad{padding, padding}, step{stride, stride}, one{1, 1};
   at::Tensor w = packed_weight(weight, [&] { return at::mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), pad, step, one, 1, x.sizes()); });
   static const auto conv = op("mkldnn::_convolution_pointwise");
@@ -87,6 +89,23 @@ bool prepacks(nn::Module& module) {
   bool any = false;
   each_prepackable(module, [&](Prepackable& p) { any = any || p.prepack; });
   return any;
+}
+
+void set_winograd(nn::Module& module, WinogradRule rule) {
+  drop_prepacked(module);
+  for (const auto& m : module.modules())
+    if (auto* conv = dynamic_cast<Conv2dImpl*>(m.get())) {
+      const at::Tensor& w = conv->weight;
+      const int64_t out = w.size(0), in = w.size(1);
+      conv->winograd = w.size(2) == 3 && w.size(3) == 3 && conv->stride == 1 && conv->padding == 1 && in % 16 == 0 && out % 16 == 0 &&
+                       std::min(in, out) >= rule.min_channels && w.numel() * 4 <= rule.max_weight_bytes;
+    }
+}
+
+int64_t winograd_convs(nn::Module& module) {
+  int64_t n = 0;
+  each_prepackable(module, [&](Prepackable& p) { n += p.prepack && p.winograd; });
+  return n;
 }
 
 void set_prepack(nn::Module& module, bool on) {

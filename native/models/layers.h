@@ -18,6 +18,8 @@ namespace nn = torch::nn;
 // A layer holding a weight derives from it and computes through linear() / conv2d().
 struct Prepackable {
   bool prepack = false;
+  // With prepack: this 3x3 convolution runs by Winograd's algorithm (winograd.h; set_winograd).
+  bool winograd = false;
 
  protected:
   at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
@@ -53,6 +55,17 @@ TORCH_MODULE(Conv2d);
 
 // Turns prepacking on or off for every layer in `module`.
 void set_prepack(nn::Module& module, bool on);
+// Which 3x3 convolutions of `module` (stride 1, padding 1, channels multiples of 16) run by Winograd
+// F(4x4, 3x3) when prepacked: those with at least `min_channels` in and out and a weight of at most
+// `max_weight_bytes` as float32. Their transformed weight takes four times the weight's memory, and
+// the time they save grows with the activation's size, not the weight's: the small weights of the
+// high-resolution levels are the ones worth it. {0, 0} turns it off.
+struct WinogradRule {
+  int64_t min_channels = 0, max_weight_bytes = 0;
+};
+void set_winograd(nn::Module& module, WinogradRule rule);
+// How many convolutions of `module` run by Winograd (prepacking on and the rule's choice).
+int64_t winograd_convs(nn::Module& module);
 // Whether `module` has a layer with prepacking on.
 bool prepacks(nn::Module& module);
 // Drops the packed copies of every layer in `module`, to be remade from the weights as they are now
