@@ -117,13 +117,26 @@ void output_transform(const float* m, const float* bias, int64_t K, const Tiles&
 at::Tensor winograd_weight(const at::Tensor& weight) {
   TORCH_CHECK(weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3, "winograd_weight: expected a [K, C, 3, 3] weight, got ",
               weight.sizes());
-  // G (6x3) of F(4x4, 3x3); the product in float64, so that only the final rounding is float32's.
-  const auto g = at::tensor({1. / 4, 0., 0., -1. / 6, -1. / 6, -1. / 6, -1. / 6, 1. / 6, -1. / 6, 1. / 24, 1. / 12, 1. / 6, 1. / 24,
-                             -1. / 12, 1. / 6, 0., 0., 1.},
-                            at::dtype(at::kDouble))
-                     .view({6, 3});
-  const auto u = at::einsum("ai,kcij,bj->abck", {g, weight.to(at::kCPU, at::kDouble), g});  // [6, 6, C, K]
-  return u.reshape({36, weight.size(1), weight.size(0)}).to(at::kFloat).contiguous();
+  // G (6x3) of F(4x4, 3x3). Each kernel's 36 entries in float64, so that only the final rounding is float32's.
+  static constexpr double G[6][3] = {{1. / 4, 0, 0}, {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
+                                     {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
+  const at::Tensor w = weight.to(at::kCPU, at::kFloat).contiguous();
+  const int64_t K = w.size(0), C = w.size(1);
+  at::Tensor u = at::empty({36, C, K}, w.options());
+  const float* in = w.data_ptr<float>();
+  float* out = u.data_ptr<float>();
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c)
+      for (int64_t k = 0; k < K; ++k) {  // read g[k][c] (9 floats), write U[.][c][k]: 36 streams along k
+        const float* g = in + (k * C + c) * 9;
+        double t[6][3];  // G g
+        for (int a = 0; a < 6; ++a)
+          for (int j = 0; j < 3; ++j) t[a][j] = G[a][0] * g[j] + G[a][1] * g[3 + j] + G[a][2] * g[6 + j];
+        for (int a = 0; a < 6; ++a)  // (G g) G^T
+          for (int b = 0; b < 6; ++b) out[((a * 6 + b) * C + c) * K + k] = float(t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2]);
+      }
+  });
+  return u;
 }
 
 at::Tensor winograd_conv3x3(const at::Tensor& input, const at::Tensor& u, const at::Tensor& bias) {
