@@ -15,7 +15,8 @@
 // --sdcpp-args "..." (more sd-cli arguments, e.g. --diffusion-fa).
 // --compiled (with --diffusers): also diffusers with its UNet through torch.compile (inductor, freezing
 // on), compiled by a first call at the measured shape; the compile time is reported apart.
-// --noprepack: also sdtorch with LoadOptions.prepack false (the plain convolutions), to measure the lever.
+// --noprepack: also sdtorch with LoadOptions.prepack false (the plain convolutions), to measure the lever;
+// --nowinograd: also sdtorch with LoadOptions.winograd false (prepacked, direct 3x3 convolutions).
 // --steps N: the steps of an image mode (default 20; fewer only to check the harness).
 // --wait-rss-gb N (a shared machine): before each measurement, wait until no other process has more
 // than N GiB resident, so that a big neighbour and a big measurement do not run out of memory together.
@@ -47,7 +48,7 @@ if (!weights || !(diffusers || sdcpp) || !['sd15', 'sdxl'].includes(family) || (
   process.exit(2);
 }
 const peers = [...(diffusers ? ['diffusers'] : []), ...(diffusers && process.argv.includes('--compiled') ? ['diffusers-compiled'] : []),
-  ...(sdcpp ? sdcppTypes.map((t) => `sdcpp-${t}`) : []), ...(process.argv.includes('--noprepack') ? ['sdtorch-noprepack'] : [])];
+  ...(sdcpp ? sdcppTypes.map((t) => `sdcpp-${t}`) : []), ...['noprepack', 'nowinograd'].filter((v) => process.argv.includes(`--${v}`)).map((v) => `sdtorch-${v}`)];
 const label = (impl) => (impl.startsWith('sdcpp-') ? `sd.cpp ${impl.slice(6)}` : impl);
 // sd-cli runs whole images only; the other modes are sdtorch's and diffusers'.
 const implsFor = (mode) => ['sdtorch', ...peers.filter((p) => !p.startsWith('sdcpp-') || mode.startsWith('image'))];
@@ -82,7 +83,7 @@ function once(impl, mode) {
   const env = { ...process.env, BENCH_STEPS: steps };
   const t = process.hrtime.bigint();
   const r = impl.startsWith('sdtorch')
-    ? spawnSync(process.execPath, [path.join(__dirname, 'bench', 'sdtorch-side.js'), mode, weights, family, ...(impl === 'sdtorch' ? [] : ['noprepack'])],
+    ? spawnSync(process.execPath, [path.join(__dirname, 'bench', 'sdtorch-side.js'), mode, weights, family, ...(impl === 'sdtorch' ? [] : [impl.slice('sdtorch-'.length)])],
         { encoding: 'utf8', env })
     : impl.startsWith('diffusers')
       ? spawnSync('python3', [path.join(__dirname, 'bench', 'diffusers_side.py'), mode, weights, family, ...(impl === 'diffusers' ? [] : ['compiled'])], {

@@ -35,6 +35,14 @@ describe('SD 1.5 networks match the reference (random weights, fp32 CPU)', funct
     assert.ok(relErr(out.text, ref['text_encoder.out']!) < 1e-4);
   });
 
+  it("these outputs come from Winograd's convolutions where 'auto' puts them: the UNet's 320/640-channel ones, the VAE's above its deepest level", function () {
+    // Listed from the file's keys by the rule (stride-1 3x3, >= 256 channels, weight <= 15 MB; the VAE's
+    // levels 0-2 and the deepest upsample conv): UNet input_blocks 1, 2, 4, 5 (both convs), output_blocks
+    // 6-8 (out_layers), 8.2 (upsample), 9-11 (both); VAE decoder.up.1, up.2 (blocks and upsample),
+    // up.3.upsample, encoder.down.1 (3 convs, not the 128 -> 256 one), down.2 (4).
+    assert.deepEqual(pipe.model.info().winograd, { unet: 18, vae: 22 });
+  });
+
   it('UNet, batch 2 at 8x8: within 1e-4', async function () {
     out.unet = await pipe.unet.forward(ref['unet.x']!, ref['unet.t']!, ref['unet.ctx']!);
     assert.deepEqual(out.unet.shape, [2, 4, 8, 8]);

@@ -37,6 +37,9 @@ void release_pages(const at::Tensor& view) {
 }
 
 void reclaim_pages(const at::Tensor& tensor) {
+  if (!tensor.defined() || !tensor.device().is_cpu()) return;
+  // A map's pages only leave this process (cheap; the page cache keeps them for a LoRA or a move).
+  if (MappedFile::maps(tensor.data_ptr(), tensor.nbytes())) return advise_pages(tensor, MADV_DONTNEED);
 #ifdef MADV_PAGEOUT
   advise_pages(tensor, MADV_PAGEOUT);
 #endif

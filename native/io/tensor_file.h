@@ -32,8 +32,8 @@ at::Tensor view_of(const std::shared_ptr<MappedFile>& file, uint64_t offset, at:
 // view shares with a neighbour are kept. Anything else than a view of a live map is left alone.
 void release_pages(const at::Tensor& view);
 
-// The same for any CPU tensor, as a hint (MADV_PAGEOUT): clean file-backed pages leave resident memory,
-// anonymous ones go to swap if there is any and otherwise stay. Contents never change.
+// The same for any CPU tensor: a map's pages as above; other memory as a hint (MADV_PAGEOUT), to swap
+// if there is any, otherwise it stays. Contents never change.
 void reclaim_pages(const at::Tensor& tensor);
 
 // "[2, 4, 64, 64]", for messages.

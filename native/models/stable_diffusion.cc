@@ -102,11 +102,12 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   set_prepack(*sd->vae, vae_prepack);
   // Winograd's transformed weights take 4x the weights' memory; "auto" spends it where a conv runs
   // over large activations for its weight (layers.h): the UNet's 320- and 640-channel levels (+0.54 GB
-  // for SD 1.x), the VAE's 256-channel convs at the image's full and half size (+0.04 GB; its
-  // 512-channel ones would save 2 s of a 13 s decode for +0.57 GB).
-  const bool all = request.winograd == "on", some = request.winograd == "auto";
-  set_winograd(*sd->unet, all ? WinogradRule{16, INT64_MAX} : some ? WinogradRule{256, 15 << 20} : WinogradRule{});
-  set_winograd(*sd->vae, all ? WinogradRule{16, INT64_MAX} : some ? WinogradRule{256, 4 << 20} : WinogradRule{});
+  // for SD 1.x; its 1280-channel convs would add 4.5 GB), the VAE's 256- and 512-channel convs above
+  // its deepest level (+0.28 GB while it decodes).
+  const WinogradRule some{256, 15 << 20}, all{16, INT64_MAX};
+  set_winograd(*sd->unet, request.winograd == "on" ? all : request.winograd == "auto" ? some : WinogradRule{});
+  if (request.winograd == "on") set_winograd(*sd->vae, all);
+  else sd->vae->set_winograd(request.winograd == "auto" ? some : WinogradRule{});
   for (auto& te : sd->text_encoders) te->eval();
   sd->vae->eval();
   sd->unet->eval();

@@ -113,6 +113,17 @@ AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& c) : scale(int64_t(1) << (
   post_quant_conv = register_module("post_quant_conv", Conv2d(c.z, c.z, 1));
 }
 
+void AutoencoderKLImpl::set_winograd(WinogradRule rule) {
+  sdtorch::set_winograd(*this, {});
+  const size_t deepest = decoder->up->size() - 1;
+  for (size_t i = 0; i < deepest; ++i) {
+    sdtorch::set_winograd(*decoder->up[i], rule);
+    sdtorch::set_winograd(*encoder->down[i], rule);
+  }
+  // The deepest decoder level's upsample conv runs at the next level's size.
+  if (auto up = decoder->up[deepest]->as<VaeLevel>()->resample) sdtorch::set_winograd(*up, rule);
+}
+
 at::Tensor AutoencoderKLImpl::encode(const at::Tensor& image, int64_t tile) {
   auto moments_of = [this](const at::Tensor& x) { return quant_conv(encoder(x.contiguous(at::MemoryFormat::ChannelsLast))); };
   bool split = tile > 0 && (image.size(2) > tile || image.size(3) > tile);

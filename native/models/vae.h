@@ -67,6 +67,10 @@ struct AutoencoderKLImpl : nn::Module {
   at::Tensor encode(const at::Tensor& image, int64_t tile = 0);
   // Unscaled latents [B,4,h,w] -> [B,3,8h,8w]; tiles of `tile` latent cells when > 0 and smaller.
   at::Tensor decode(const at::Tensor& z, int64_t tile = 0);
+  // Winograd (layers.h) by `rule` for the convs at the image's full, half and quarter size, where
+  // the activations are large for the weights; none at the deepest level (512-channel weights over
+  // 1/8-size activations: little time saved for 4x their memory).
+  void set_winograd(WinogradRule rule);
   int64_t scale;  // pixels per latent cell
   VaeEncoder encoder{nullptr};
   VaeDecoder decoder{nullptr};

@@ -1,6 +1,6 @@
 'use strict';
 // The sdtorch side of scripts/benchmark.js: one measurement per process, a JSON line on stdout.
-//   node scripts/bench/sdtorch-side.js MODE WEIGHTS [FAMILY] [noprepack]
+//   node scripts/bench/sdtorch-side.js MODE WEIGHTS [FAMILY] [noprepack | nowinograd]
 //   FAMILY sd15 (default; MODE: load | step256 | step512 | image512 | image256)
 //          sdxl (MODE: load | step512 | step1024)
 //   BENCH_STEPS: the steps of an image mode (default 20)
@@ -12,9 +12,10 @@ const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
 
 async function main(mode, weights, family = 'sd15', variant = '') {
   const t = performance.now();
-  const pipe = await sd.loadPipeline(weights, { device: 'cpu', dtype: 'float32', ...(variant === 'noprepack' ? { prepack: false } : {}) });
+  const variants = { noprepack: { prepack: false }, nowinograd: { winograd: false } };
+  const pipe = await sd.loadPipeline(weights, { device: 'cpu', dtype: 'float32', ...variants[variant] });
   pipe.tokenizer.encode('warm'); // the tokenizer is part of being ready
-  const out = { impl: variant === 'noprepack' ? 'sdtorch-noprepack' : 'sdtorch', family, mode, load_s: (performance.now() - t) / 1000, load_from_start_s: performance.now() / 1000, load_peak_rss_mb: peakRssMb() };
+  const out = { impl: variant ? `sdtorch-${variant}` : 'sdtorch', family, mode, load_s: (performance.now() - t) / 1000, load_from_start_s: performance.now() / 1000, load_peak_rss_mb: peakRssMb() };
   if (mode.startsWith('step')) {
     const pixels = Number(mode.slice(4));
     const side = pixels / 8;
