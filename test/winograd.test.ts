@@ -85,12 +85,26 @@ describe('Winograd convolutions (float32 CPU)', function () {
     assert.ok(back < 1e-5, `relative error ${back} after the LoRA went`);
   });
 
-  it('the text encoder gives the same output after a UNet call handed its pages back', async function () {
-    const first = await direct.textEncoder.forward(ref['clip.ids']!);
-    await direct.unet.forward(ref['unet.x']!, ref['unet.t']!, ref['unet.ctx']!);
-    const again = await direct.textEncoder.forward(ref['clip.ids']!);
+  it('the text encoder gives the same output after a UNet call handed its pages back, with and without a LoRA on it', async function () {
+    const encodeTwice = async () => {
+      const first = await direct.textEncoder.forward(ref['clip.ids']!);
+      await direct.unet.forward(ref['unet.x']!, ref['unet.t']!, ref['unet.ctx']!);
+      return [first, await direct.textEncoder.forward(ref['clip.ids']!)] as const;
+    };
+    const [first, again] = await encodeTwice();
     assert.deepEqual(again.toArray(), first.toArray());
     assert.ok(relErr(again, ref['clip.out']!) < 1e-4);
+    // The LoHa changes layer 0's q_proj: a merged copy, which must not be handed back (it is no map's).
+    await sd.setLoras(direct.model, [{ path: path.join(repoRoot, 'test', 'fixtures', 'lora', 'tiny-loha.safetensors'), weight: 1 }]);
+    try {
+      const [withLora, withLoraAgain] = await encodeTwice();
+      assert.ok(relErr(withLora, first) > 1e-4, 'the LoRA changed nothing in the text encoder');
+      assert.deepEqual(withLoraAgain.toArray(), withLora.toArray());
+    } finally {
+      await sd.setLoras(direct.model, []);
+    }
+    const [restored] = await encodeTwice();
+    assert.deepEqual(restored.toArray(), first.toArray());
   });
 
   it("winograd must be true, false or 'auto'", async function () {

@@ -90,11 +90,12 @@ export interface LoadOptions {
    * output tile and channel pair instead of 144, the rest in cheap transforms. Such a convolution
    * takes ~0.5x oneDNN's time at the UNet's 64x64 and 32x32 levels (docs/PERFORMANCE.md, run 5);
    * results differ from the direct convolution by ~1e-5 of the largest value per layer (float32
-   * rounding in the transforms). The transformed weights take 4x the weights' memory, which is why
-   * 'auto' (default) picks the convolutions with at least 256 channels and a weight of at most 15 MB:
-   * the small weights of the high-resolution levels, where the time goes (+0.54 GB for SD 1.x's
-   * UNet, +0.04 GB for its VAE); true: every 3x3 convolution with channel counts that are multiples
-   * of 16; false: none. `pipe.model.info().winograd` counts the convolutions that take it.
+   * rounding in the transforms). The transformed weights take 4x the weights' memory, so 'auto'
+   * (default) takes the convolutions where large activations meet small weights: the UNet's with at
+   * least 256 channels and a weight of at most 15 MB (SD 1.x: its 320- and 640-channel levels, +0.54
+   * GB) and the VAE's 256/512-channel ones above its deepest level (+0.28 GB); true: every 3x3
+   * convolution whose channel counts are multiples of 16 (SD 1.x's UNet: +4.5 GB more); false: none.
+   * `pipe.model.info().winograd` counts the convolutions that take it.
    */
   winograd?: boolean | 'auto';
   /**

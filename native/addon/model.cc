@@ -292,7 +292,9 @@ Napi::Value ModelWrap::VaeDecode(const Napi::CallbackInfo& info) {
         [=] {
           std::shared_lock weights(m->weights_mutex);
           // The sampling loop's freed activations stay in the heap; the decoder's are larger (up to
-          // [B,128,H,W]) and would come on top of them: ~0.4 GB less peak at 512x512.
+          // [B,256,H,W]) and would come on top of them: ~0.4 GB less peak at 512x512. So would the
+          // UNet's Winograd weights (0.54 GB for SD 1.x), remade at its next call (~0.3 s).
+          drop_prepacked(*m->unet, /*winograd_only=*/true);
           trim_heap();
           return m->vae->decode(prepare(z, *m->vae), tile);
         },

@@ -77,8 +77,9 @@ void each_prepackable(nn::Module& module, F f) {
 }
 }  // namespace
 
-void drop_prepacked(nn::Module& module) {
-  each_prepackable(module, [](Prepackable& p) {
+void drop_prepacked(nn::Module& module, bool winograd_only) {
+  each_prepackable(module, [winograd_only](Prepackable& p) {
+    if (winograd_only && !p.winograd) return;
     std::lock_guard<std::mutex> lock(p.packing);
     p.packed = at::Tensor();
     p.packed_from = nullptr;

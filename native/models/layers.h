@@ -30,7 +30,7 @@ struct Prepackable {
   bool packs(const at::Tensor& x, const at::Tensor& weight) const;
   // The packed copy of `weight`, made by `make()` when missing or stale.
   at::Tensor packed_weight(const at::Tensor& weight, const std::function<at::Tensor()>& make);
-  friend void drop_prepacked(nn::Module&);
+  friend void drop_prepacked(nn::Module&, bool);
   std::mutex packing;
   at::Tensor packed;                  // oneDNN tensor, or undefined
   const void* packed_from = nullptr;  // weight.data_ptr() it was made from
@@ -69,8 +69,9 @@ int64_t winograd_convs(nn::Module& module);
 // Whether `module` has a layer with prepacking on.
 bool prepacks(nn::Module& module);
 // Drops the packed copies of every layer in `module`, to be remade from the weights as they are now
-// (after a LoRA changed them, a move to another device or dtype).
-void drop_prepacked(nn::Module& module);
+// (after a LoRA changed them, a move to another device or dtype); with `winograd_only`, only the
+// Winograd-transformed ones (4x their weights: dropped while another network runs, remade at the next call).
+void drop_prepacked(nn::Module& module, bool winograd_only = false);
 
 struct GroupNormImpl : nn::Module {
   GroupNormImpl(int64_t groups, int64_t channels, double eps);

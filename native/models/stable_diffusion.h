@@ -48,9 +48,9 @@ struct LoadRequest {
   // float32 on CPU: convs on oneDNN-prepacked weights (layers.h). "auto": the VAE's always, the UNet's
   // when its conv weights are the mapped file's own bytes (then the copies cost no memory); "on", "off".
   std::string prepack = "auto";
-  // With prepack: 3x3 convolutions by Winograd F(4x4, 3x3) (layers.h, winograd.h). "auto": those
-  // with >= 256 channels and a weight <= 15 MB (the UNet's two upper levels, the VAE's 256-channel
-  // convs at the image's full and half size); "on": every one whose channels allow it; "off".
+  // With prepack: 3x3 convolutions by Winograd F(4x4, 3x3) (layers.h, winograd.h). "auto": the
+  // UNet's with >= 256 channels and a weight <= 15 MB (its two upper levels), the VAE's above its
+  // deepest level; "on": every one whose channels allow it; "off".
   std::string winograd = "auto";
 };
 

@@ -1,8 +1,10 @@
 #include "models/winograd.h"
 
 #include <ATen/Parallel.h>
+#include <sys/mman.h>
 
 #include <algorithm>
+#include <new>
 
 // The transforms are memory-bound loops over channels: built for the machine's vector width.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -122,7 +124,12 @@ at::Tensor winograd_weight(const at::Tensor& weight) {
                                      {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
   const at::Tensor w = weight.to(at::kCPU, at::kFloat).contiguous();
   const int64_t K = w.size(0), C = w.size(1);
-  at::Tensor u = at::empty({36, C, K}, w.options());
+  // Its own pages, not the heap's: dropped while the VAE decodes and remade after (stable_diffusion.h),
+  // it would otherwise come back elsewhere in the heap, around the activations freed in between.
+  const size_t bytes = size_t(36 * C * K) * sizeof(float);
+  void* pages = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (pages == MAP_FAILED) throw std::bad_alloc();
+  at::Tensor u = at::from_blob(pages, {36, C, K}, [bytes](void* p) { munmap(p, bytes); }, w.options());
   const float* in = w.data_ptr<float>();
   float* out = u.data_ptr<float>();
   at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
