@@ -124,7 +124,7 @@ at::Tensor winograd_weight(const at::Tensor& weight) {
                                      {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
   const at::Tensor w = weight.to(at::kCPU, at::kFloat).contiguous();
   const int64_t K = w.size(0), C = w.size(1);
-  // Its own pages, not the heap's: dropped while the VAE decodes and remade after (stable_diffusion.h),
+  // Its own pages, not the heap's: dropped while the VAE decodes and remade after (the addon's vaeDecode),
   // it would otherwise come back elsewhere in the heap, around the activations freed in between.
   const size_t bytes = size_t(36 * C * K) * sizeof(float);
   void* pages = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
