@@ -85,17 +85,19 @@ export interface LoadOptions {
    */
   prepack?: boolean | 'auto';
   /**
-   * With prepacking on: 3x3 convolutions by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray,
-   * "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): 36 multiplications per 4x4
+   * Where layers are prepacked (float32 on CPU; see `prepack`: an fp16 file's UNet only with
+   * `prepack: true`), 3x3 stride-1 convolutions by Winograd's minimal filtering F(4x4, 3x3) (Lavin &
+   * Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): 36 multiplications per 4x4
    * output tile and channel pair instead of 144, the rest in cheap transforms. Such a convolution
    * takes ~0.5x oneDNN's time at the UNet's 64x64 and 32x32 levels (docs/PERFORMANCE.md, run 5);
    * results differ from the direct convolution by ~1e-5 of the largest value per layer (float32
    * rounding in the transforms). The transformed weights take 4x the weights' memory, so 'auto'
    * (default) takes the convolutions where large activations meet small weights: the UNet's with at
    * least 256 channels and a weight of at most 15 MB (SD 1.x: its 320- and 640-channel levels, +0.54
-   * GB) and the VAE's 256/512-channel ones above its deepest level (+0.28 GB); true: every 3x3
-   * convolution whose channel counts are multiples of 16 (SD 1.x's UNet: +4.5 GB more); false: none.
-   * `pipe.model.info().winograd` counts the convolutions that take it.
+   * GB, dropped while the VAE decodes and remade at the next step) and the VAE's 256/512-channel ones
+   * above its deepest level (+0.28 GB); true: every one whose channel counts are multiples of 16
+   * (SD 1.x: +5.8 GB more than 'auto'); false: none. `pipe.model.info().winograd` counts the
+   * convolutions that take it (0 where nothing is prepacked).
    */
   winograd?: boolean | 'auto';
   /**

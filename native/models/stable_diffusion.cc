@@ -102,7 +102,7 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   set_prepack(*sd->vae, vae_prepack);
   // Winograd's transformed weights take 4x the weights' memory; "auto" spends it where a conv runs
   // over large activations for its weight (layers.h): the UNet's 320- and 640-channel levels (+0.54 GB
-  // for SD 1.x; its 1280-channel convs would add 4.5 GB), the VAE's 256- and 512-channel convs above
+  // for SD 1.x; the rest would add 5.8 GB), the VAE's 256- and 512-channel convs above
   // its deepest level (+0.28 GB while it decodes).
   const WinogradRule some{256, 15 << 20}, all{16, INT64_MAX};
   set_winograd(*sd->unet, request.winograd == "on" ? all : request.winograd == "auto" ? some : WinogradRule{});
