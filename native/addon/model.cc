@@ -69,12 +69,13 @@ Napi::Value ModelWrap::Load(const Napi::CallbackInfo& info) {
     if (!request.prediction.empty()) prediction_name(request.prediction);  // refuse a bad spelling before reading the file
     request.device = a.device("device");
     request.dtype = a.dtype("dtype");
-    request.prepack = a.string("prepack", "auto");
-    if (request.prepack != "auto" && request.prepack != "on" && request.prepack != "off")
-      throw std::invalid_argument("loadModel: prepack must be 'auto', 'on' or 'off'");
-    request.winograd = a.string("winograd", "auto");
-    if (request.winograd != "auto" && request.winograd != "on" && request.winograd != "off")
-      throw std::invalid_argument("loadModel: winograd must be 'auto', 'on' or 'off'");
+    auto switch_of = [&](const char* name) {
+      std::string v = a.string(name, "auto");
+      if (v != "auto" && v != "on" && v != "off") throw std::invalid_argument(std::string("loadModel: ") + name + " must be 'auto', 'on' or 'off'");
+      return v;
+    };
+    request.prepack = switch_of("prepack");
+    request.winograd = switch_of("winograd");
     return Task<Model>::run(
         info.Env(), [=] { return load_stable_diffusion(request); },
         [](Napi::Env env, Model& m) -> Napi::Value { return classes(env).model.New({Napi::External<Model>::New(env, &m)}); });

@@ -28,18 +28,19 @@ void advise_pages(const at::Tensor& t, int advice) {
   if (first < last) madvise(reinterpret_cast<void*>(first), last - first, advice);
 }
 
+bool in_map(const at::Tensor& t) { return t.defined() && t.device().is_cpu() && MappedFile::maps(t.data_ptr(), t.nbytes()); }
+
 }  // namespace
 
-// The map is private and never written, so dropped pages come back from the file unchanged.
+// The map is private and never written, so dropped pages come back from the file unchanged. Only a
+// map's pages: anonymous memory would read back as zeros.
 void release_pages(const at::Tensor& view) {
-  // Only a map's pages: anonymous memory would read back as zeros.
-  if (view.defined() && view.device().is_cpu() && MappedFile::maps(view.data_ptr(), view.nbytes())) advise_pages(view, MADV_DONTNEED);
+  if (in_map(view)) advise_pages(view, MADV_DONTNEED);
 }
 
 void reclaim_pages(const at::Tensor& tensor) {
-  if (!tensor.defined() || !tensor.device().is_cpu()) return;
   // A map's pages only leave this process (cheap; the page cache keeps them for a LoRA or a move).
-  if (MappedFile::maps(tensor.data_ptr(), tensor.nbytes())) return advise_pages(tensor, MADV_DONTNEED);
+  if (in_map(tensor)) return advise_pages(tensor, MADV_DONTNEED);
 #ifdef MADV_PAGEOUT
   advise_pages(tensor, MADV_PAGEOUT);
 #endif

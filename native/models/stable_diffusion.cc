@@ -104,10 +104,11 @@ std::shared_ptr<StableDiffusion> load_stable_diffusion(const LoadRequest& reques
   // over large activations for its weight (layers.h): the UNet's 320- and 640-channel levels (+0.54 GB
   // for SD 1.x; the rest would add 5.8 GB), the VAE's 256- and 512-channel convs above
   // its deepest level (+0.28 GB while it decodes).
-  const WinogradRule some{256, 15 << 20}, all{16, INT64_MAX};
-  set_winograd(*sd->unet, request.winograd == "on" ? all : request.winograd == "auto" ? some : WinogradRule{});
-  if (request.winograd == "on") set_winograd(*sd->vae, all);
-  else sd->vae->set_winograd(request.winograd == "auto" ? some : WinogradRule{});
+  const bool all = request.winograd == "on";
+  const WinogradRule rule = all ? WinogradRule{16, INT64_MAX} : request.winograd == "auto" ? WinogradRule{256, 15 << 20} : WinogradRule{};
+  set_winograd(*sd->unet, rule);
+  if (all) set_winograd(*sd->vae, rule);  // every level, not only those above the deepest
+  else sd->vae->set_winograd(rule);
   for (auto& te : sd->text_encoders) te->eval();
   sd->vae->eval();
   sd->unet->eval();

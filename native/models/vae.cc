@@ -18,12 +18,12 @@ VaeResBlockImpl::VaeResBlockImpl(int64_t in, int64_t out, int64_t groups) {
 
 namespace {
 // SiLU over a fresh tensor, in place: at 512x512 each full-size temporary of the decoder is 134-268 MB.
-at::Tensor silu_(at::Tensor fresh) { return at::silu_(fresh); }
+at::Tensor silu_fresh(at::Tensor fresh) { return at::silu_(fresh); }
 }  // namespace
 
 at::Tensor VaeResBlockImpl::forward(const at::Tensor& x) {
-  auto h = conv1(silu_(norm1(x)));
-  h = conv2(silu_(norm2(h)));
+  auto h = conv1(silu_fresh(norm1(x)));
+  h = conv2(silu_fresh(norm2(h)));
   return h.add_(nin_shortcut ? nin_shortcut(x) : x);
 }
 
@@ -84,7 +84,7 @@ VaeEncoderImpl::VaeEncoderImpl(const VaeConfig& c) {
 at::Tensor VaeEncoderImpl::forward(const at::Tensor& image) {
   auto x = conv_in(image);
   for (const auto& level : *down) x = level->as<VaeLevel>()->forward(x);
-  return conv_out(silu_(norm_out(mid(x))));
+  return conv_out(silu_fresh(norm_out(mid(x))));
 }
 
 VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& c) {
@@ -103,7 +103,7 @@ VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& c) {
 at::Tensor VaeDecoderImpl::forward(const at::Tensor& z) {
   auto x = mid(conv_in(z));
   for (size_t i = up->size(); i-- > 0;) x = up[i]->as<VaeLevel>()->forward(x);
-  return conv_out(silu_(norm_out(x)));
+  return conv_out(silu_fresh(norm_out(x)));
 }
 
 AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& c) : scale(int64_t(1) << (c.mult.size() - 1)) {
